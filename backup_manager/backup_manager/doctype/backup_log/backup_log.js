@@ -1,0 +1,35 @@
+frappe.ui.form.on("Backup Log", {
+	refresh(frm) {
+		frm.disable_save();
+		if (frm.doc.status === "Success" || frm.doc.status === "Partial") {
+			frm.add_custom_button(__("Restore Guide"), () => {
+				frappe.set_route("backup-restore-guide", { backup_log: frm.doc.name });
+			});
+			frm.add_custom_button(__("Verify Local Files"), () => {
+				frm.call("verify").then((r) => {
+					const rows = (r.message || []).map(
+						(check) =>
+							`<tr><td>${frappe.utils.escape_html(check.kind)}</td><td>${frappe.utils.escape_html(
+								check.file_name
+							)}</td><td>${check.ok ? "✔" : "✘"}</td><td>${frappe.utils.escape_html(
+								check.message
+							)}</td></tr>`
+					);
+					frappe.msgprint({
+						title: __("Verification"),
+						indicator: (r.message || []).every((check) => check.ok) ? "green" : "red",
+						message: `<table class="table table-bordered">${rows.join("")}</table>`,
+					});
+				});
+			});
+		}
+		if (frm.doc.policy) {
+			frm.add_custom_button(__("Policy"), () => frappe.set_route("Form", "Backup Policy", frm.doc.policy));
+		}
+	},
+	keep_forever(frm) {
+		frappe.db
+			.set_value("Backup Log", frm.doc.name, "keep_forever", frm.doc.keep_forever)
+			.then(() => frm.reload_doc());
+	},
+});

@@ -1,0 +1,49 @@
+# Copyright (c) 2026, Backup Manager Contributors
+# License: MIT. See license.txt
+
+import frappe
+from frappe import _
+from frappe.model import no_value_fields, table_fields
+from frappe.model.document import Document
+
+from backup_manager.core.manifest import Manifest
+
+USER_EDITABLE_FIELDS = {"keep_forever"}
+
+
+class BackupLogReadOnly(frappe.ValidationError):
+	pass
+
+
+class BackupLog(Document):
+	def validate(self):
+		if self.is_new() or self.flags.written_by_backup_manager:
+			return
+		before = self.get_doc_before_save()
+		changed = [
+			df.label
+			for df in self.meta.fields
+			if df.fieldtype not in no_value_fields
+			and df.fieldtype not in table_fields
+			and df.fieldname not in USER_EDITABLE_FIELDS
+			and before
+			and before.get(df.fieldname) != self.get(df.fieldname)
+		]
+		if changed:
+			frappe.throw(
+				_("Backup Logs are written by Backup Manager; only Keep Forever can be changed (you changed: {0}).").format(
+					", ".join(changed)
+				),
+				exc=BackupLogReadOnly,
+			)
+
+	def get_manifest(self) -> Manifest | None:
+		return Manifest.from_json(self.manifest) if self.manifest else None
+
+	@frappe.whitelist()
+	def verify(self):
+		"""Re-check the local artifacts of this backup: sizes, sha256, gzip and tar readability."""
+		from backup_manager.verification import verify_local_backup
+
+		frappe.only_for("System Manager")
+		return [check.as_dict() for check in verify_local_backup(self)]

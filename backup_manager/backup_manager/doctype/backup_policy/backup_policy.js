@@ -1,0 +1,56 @@
+frappe.ui.form.on("Backup Policy", {
+	refresh(frm) {
+		if (frm.is_new()) return;
+		frm.add_custom_button(__("Backup Now"), () => {
+			frm.call("backup_now").then((r) => {
+				frappe.show_alert({
+					message: __("Backup queued: {0}", [r.message]),
+					indicator: "green",
+				});
+				frm.reload_doc();
+			});
+		});
+		frm.add_custom_button(__("Preview Retention"), () => {
+			frm.call("preview_retention").then((r) => show_retention_preview(r.message || []));
+		});
+		frm.add_custom_button(__("Backup Logs"), () =>
+			frappe.set_route("List", "Backup Log", { policy: frm.doc.name })
+		);
+		if (frm.doc.last_status) {
+			const colours = { Success: "green", Failed: "red", Partial: "orange", Running: "blue" };
+			frm.dashboard.set_headline_alert(
+				__("Last run: {0}. Next run: {1}", [
+					__(frm.doc.last_status),
+					frm.doc.next_run_at ? frappe.datetime.str_to_user(frm.doc.next_run_at) : __("not scheduled"),
+				]),
+				colours[frm.doc.last_status] || "gray"
+			);
+		}
+	},
+});
+
+function show_retention_preview(verdicts) {
+	if (!verdicts.length) {
+		frappe.msgprint(__("No local backups of this policy yet."));
+		return;
+	}
+	const rows = verdicts.map(
+		(verdict) => `<tr>
+			<td><a href="/app/backup-log/${encodeURIComponent(verdict.backup_log)}">${frappe.utils.escape_html(
+			verdict.backup_log
+		)}</a></td>
+			<td>${frappe.datetime.str_to_user(verdict.created_at)}</td>
+			<td>${verdict.keep ? __("Keep") : __("Prune")}</td>
+			<td>${frappe.utils.escape_html(verdict.reason)}</td>
+		</tr>`
+	);
+	frappe.msgprint({
+		title: __("Retention preview (nothing is deleted)"),
+		wide: true,
+		message: `<table class="table table-bordered"><thead><tr><th>${__("Backup Log")}</th><th>${__(
+			"Taken"
+		)}</th><th>${__("Verdict")}</th><th>${__("Reason")}</th></tr></thead><tbody>${rows.join(
+			""
+		)}</tbody></table>`,
+	});
+}

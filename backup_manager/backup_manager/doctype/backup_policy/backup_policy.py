@@ -1,0 +1,144 @@
+# Copyright (c) 2026, Backup Manager Contributors
+# License: MIT. See license.txt
+
+import frappe
+from frappe import _
+from frappe.model.document import Document
+from frappe.utils import get_datetime, get_time, now_datetime, split_emails, validate_email_address
+
+from backup_manager.core import schedule
+from backup_manager.core.errors import InvalidPolicy
+from backup_manager.core.retention import RetentionRules
+
+
+class InvalidBackupPolicy(frappe.ValidationError):
+	pass
+
+
+class BackupPolicy(Document):
+	def validate(self):
+		self.validate_schedule()
+		self.validate_retention()
+		self.validate_doctypes()
+		self.validate_recipients()
+		if self.has_value_changed("frequency") or self.has_value_changed("cron_expression") or (
+			self.has_value_changed("backup_time") or not self.next_run_at
+		):
+			self.next_run_at = self.compute_next_run(now_datetime())
+
+	def validate_schedule(self):
+		try:
+			schedule.cron_expression_for(self.frequency, self.cron_expression or "")
+		except InvalidPolicy as exc:
+			self.throw_invalid(exc)
+
+	def validate_retention(self):
+		try:
+			self.get_retention_rules().validate()
+		except InvalidPolicy as exc:
+			self.throw_invalid(exc)
+		if (self.alert_after_hours or 0) < 0:
+			frappe.throw(
+				_("{0} cannot be negative. Use 0 to turn the alert off.").format(
+					frappe.bold(_(self.meta.get_label("alert_after_hours")))
+				),
+				exc=InvalidBackupPolicy,
+			)
+
+	def validate_doctypes(self):
+		if not self.partial_backup:
+			self.include_doctypes = []
+			self.exclude_doctypes = []
+			return
+		include, exclude = self.get_include_doctypes(), self.get_exclude_doctypes()
+		if not include and not exclude:
+			frappe.throw(
+				_("Partial Backup is on but no DocType is listed. Add DocTypes to Include DocTypes or Exclude DocTypes, or turn Partial Backup off."),
+				exc=InvalidBackupPolicy,
+			)
+		if include and exclude:
+			frappe.throw(
+				_("Use either Include DocTypes or Exclude DocTypes, not both: Frappe's partial backup applies only one of them."),
+				exc=InvalidBackupPolicy,
+			)
+		for fieldname, doctypes in (("include_doctypes", include), ("exclude_doctypes", exclude)):
+			unknown = [doctype for doctype in doctypes if not frappe.db.exists("DocType", doctype)]
+			if unknown:
+				frappe.throw(
+					_("{0}: unknown DocType {1}. Remove it or correct its name.").format(
+						_(self.meta.get_label(fieldname)), ", ".join(frappe.bold(doctype) for doctype in unknown)
+					),
+					exc=InvalidBackupPolicy,
+				)
+
+	def validate_recipients(self):
+		recipients = self.get_recipients()
+		invalid = [address for address in recipients if not validate_email_address(address)]
+		if invalid:
+			frappe.throw(
+				_("Recipients: {0} is not a valid email address. Fix or remove it.").format(
+					", ".join(frappe.bold(address) for address in invalid)
+				),
+				exc=InvalidBackupPolicy,
+			)
+		if (self.notify_on_failure or self.notify_on_success or self.alert_after_hours) and not recipients:
+			frappe.msgprint(
+				_("No Recipients set: alerts for this policy go to every System Manager."),
+				indicator="orange",
+				alert=True,
+			)
+
+	def throw_invalid(self, exc: InvalidPolicy):
+		frappe.throw(str(exc), title=_(self.meta.get_label(exc.field)), exc=InvalidBackupPolicy)
+
+	def get_cron_expression(self) -> str:
+		return schedule.cron_expression_for(
+			self.frequency, self.cron_expression or "", get_time(self.backup_time or "00:00:00")
+		)
+
+	def compute_next_run(self, after):
+		return schedule.next_run_after(self.get_cron_expression(), get_datetime(after))
+
+	def get_retention_rules(self) -> RetentionRules:
+		return RetentionRules(
+			keep_last=self.keep_last or 0,
+			keep_hourly=self.keep_hourly or 0,
+			keep_daily=self.keep_daily or 0,
+			keep_weekly=self.keep_weekly or 0,
+			keep_monthly=self.keep_monthly or 0,
+			keep_yearly=self.keep_yearly or 0,
+		)
+
+	def get_include_doctypes(self) -> list[str]:
+		return [row.document_type for row in self.include_doctypes or []] if self.partial_backup else []
+
+	def get_exclude_doctypes(self) -> list[str]:
+		return [row.document_type for row in self.exclude_doctypes or []] if self.partial_backup else []
+
+	def get_recipients(self) -> list[str]:
+		return [address.strip() for address in split_emails(self.recipients or "") if address.strip()]
+
+	@frappe.whitelist()
+	def backup_now(self):
+		"""Queue a manual run of this policy (the same path as a scheduled run)."""
+		from backup_manager.jobs import start_run
+
+		frappe.only_for("System Manager")
+		log = start_run(policy=self.name, trigger="Manual")
+		return log.name
+
+	@frappe.whitelist()
+	def preview_retention(self):
+		"""Return what local retention would keep or prune now, without deleting anything."""
+		from backup_manager.retention import evaluate_local_retention
+
+		frappe.only_for("System Manager")
+		return [
+			{
+				"backup_log": verdict.backup.id,
+				"created_at": verdict.backup.created_at,
+				"keep": verdict.keep,
+				"reason": verdict.reason,
+			}
+			for verdict in evaluate_local_retention(self)
+		]

@@ -1,0 +1,154 @@
+"""The `bench --site SITE backup-manager ...` command group.
+
+The only module that writes to the terminal; everything it does is done by the same
+functions Desk and the scheduler use.
+"""
+
+import json
+import sys
+from contextlib import contextmanager
+
+import click
+from frappe.commands import get_site, pass_context
+
+
+@contextmanager
+def connected_site(context):
+	import frappe
+
+	site = get_site(context)
+	frappe.init(site=site)
+	frappe.connect()
+	try:
+		yield site
+	finally:
+		frappe.destroy()
+
+
+def fail(message: str):
+	click.secho(message, fg="red", err=True)
+	sys.exit(1)
+
+
+@click.group("backup-manager")
+def backup_manager():
+	"""Backup Manager: run, list, verify and prune backups."""
+
+
+@backup_manager.command("run")
+@click.option("--policy", required=True, help="Name of the Backup Policy to run")
+@pass_context
+def run(context, policy):
+	"""Run a policy now, in this process; prints the Backup Log and exits non-zero on failure."""
+	import frappe
+
+	from backup_manager.jobs import execute_run, start_run
+
+	with connected_site(context):
+		if not frappe.db.exists("Backup Policy", policy):
+			fail(f"Backup Policy {policy!r} does not exist. See: bench --site SITE backup-manager policies")
+		log = execute_run(start_run(policy=policy, trigger="CLI", enqueue=False))
+		colour = "green" if log.status == "Success" else "red"
+		click.secho(f"{log.name}\t{log.status}\t{log.total_size_human or ''}\t{log.backup_dir or ''}", fg=colour)
+		if log.status != "Success":
+			fail(f"{log.error_class or log.status}: {log.error_message or log.skip_reason or ''}")
+
+
+@backup_manager.command("policies")
+@pass_context
+def policies(context):
+	"""List Backup Policies with their schedule and last status."""
+	import frappe
+
+	with connected_site(context):
+		for policy in frappe.get_all(
+			"Backup Policy",
+			fields=["name", "enabled", "frequency", "cron_expression", "next_run_at", "last_status"],
+			order_by="name asc",
+		):
+			click.echo(
+				"\t".join(
+					str(value or "")
+					for value in (
+						policy.name,
+						"enabled" if policy.enabled else "disabled",
+						policy.frequency if policy.frequency != "Cron" else f"cron {policy.cron_expression}",
+						policy.next_run_at,
+						policy.last_status,
+					)
+				)
+			)
+
+
+@backup_manager.command("list")
+@click.option("--policy", help="Only this policy's runs")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON")
+@pass_context
+def list_runs(context, policy, limit, as_json):
+	"""List recent backup runs."""
+	import frappe
+
+	with connected_site(context):
+		runs = frappe.get_all(
+			"Backup Log",
+			filters={"policy": policy} if policy else {},
+			fields=["name", "policy", "trigger", "status", "started_at", "duration", "total_size_human", "keep_forever", "local_files_deleted"],
+			order_by="creation desc",
+			limit=limit,
+		)
+		if as_json:
+			click.echo(json.dumps(runs, default=str, indent=1))
+			return
+		for run_ in runs:
+			flags = ("pinned " if run_.keep_forever else "") + ("pruned" if run_.local_files_deleted else "")
+			click.echo(
+				f"{run_.name}\t{run_.policy}\t{run_.trigger}\t{run_.status}\t{run_.started_at or ''}\t"
+				f"{run_.total_size_human or ''}\t{flags}".rstrip()
+			)
+
+
+@backup_manager.command("verify")
+@click.argument("backup_log")
+@pass_context
+def verify(context, backup_log):
+	"""Re-check a backup's local artifacts: size, sha256, gzip completeness and tar readability."""
+	import frappe
+
+	from backup_manager.verification import verify_local_backup
+
+	with connected_site(context):
+		if not frappe.db.exists("Backup Log", backup_log):
+			fail(f"Backup Log {backup_log!r} does not exist. See: bench --site SITE backup-manager list")
+		checks = verify_local_backup(frappe.get_doc("Backup Log", backup_log))
+		for check in checks:
+			click.secho(
+				f"{'OK ' if check.ok else 'BAD'}\t{check.kind}\t{check.file_name}\t{check.message}",
+				fg="green" if check.ok else "red",
+			)
+		if not all(check.ok for check in checks):
+			fail(f"Backup {backup_log} failed verification")
+
+
+@backup_manager.command("prune")
+@click.option("--policy", required=True, help="Name of the Backup Policy")
+@click.option("--dry-run", is_flag=True, help="Print the verdicts, delete nothing")
+@pass_context
+def prune(context, policy, dry_run):
+	"""Apply the policy's local retention (oldest first); --dry-run only prints the verdicts."""
+	import frappe
+
+	from backup_manager.retention import apply_local_retention
+
+	with connected_site(context):
+		if not frappe.db.exists("Backup Policy", policy):
+			fail(f"Backup Policy {policy!r} does not exist")
+		verdicts = apply_local_retention(frappe.get_doc("Backup Policy", policy), dry_run=dry_run)
+		for verdict in verdicts:
+			action = "keep " if verdict.keep else ("would prune" if dry_run else "pruned")
+			click.echo(f"{verdict.backup.id}\t{verdict.backup.created_at}\t{action}\t{verdict.reason}")
+		if not verdicts:
+			click.echo("No local backups of this policy.")
+
+
+commands = [backup_manager]

@@ -1,0 +1,62 @@
+"""Streaming checksums and integrity checks for backup artifacts."""
+
+import gzip
+import hashlib
+import os
+import tarfile
+import zlib
+
+from backup_manager.core.errors import ArtifactError, ChecksumMismatch
+
+# 1 MiB reads keep memory flat whatever the artifact size.
+CHUNK_SIZE = 1024 * 1024
+
+
+def sha256_file(path: str) -> str:
+	"""Return the hex sha256 of a file, read in fixed-size chunks."""
+	digest = hashlib.sha256()
+	with open(path, "rb") as handle:
+		while chunk := handle.read(CHUNK_SIZE):
+			digest.update(chunk)
+	return digest.hexdigest()
+
+
+def verify_size_and_sha256(path: str, expected_size: int, expected_sha256: str) -> None:
+	"""Raise unless the file exists with exactly the recorded size and sha256."""
+	if not os.path.isfile(path):
+		raise ArtifactError(f"{path} is missing")
+	size = os.path.getsize(path)
+	if size != expected_size:
+		raise ChecksumMismatch(f"{path} is {size} bytes, the backup recorded {expected_size}")
+	actual = sha256_file(path)
+	if actual != expected_sha256:
+		raise ChecksumMismatch(f"{path} has sha256 {actual}, the backup recorded {expected_sha256}")
+
+
+def verify_gzip_complete(path: str) -> None:
+	"""Raise unless the file is a gzip stream that decompresses to its end (not truncated)."""
+	try:
+		with gzip.open(path, "rb") as handle:
+			while handle.read(CHUNK_SIZE):
+				pass
+	except (OSError, EOFError, zlib.error) as exc:
+		raise ArtifactError(f"{os.path.basename(path)} is not a complete gzip file: {exc}") from exc
+
+
+def verify_tar_readable(path: str) -> int:
+	"""Raise unless every member header of the tar (plain or gzipped) can be read; return the count."""
+	try:
+		with tarfile.open(path, "r:*") as archive:
+			return sum(1 for _member in archive)
+	except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+		raise ArtifactError(f"{os.path.basename(path)} is not a readable tar archive: {exc}") from exc
+
+
+def format_size(size: int) -> str:
+	"""Return a byte count in human units (1024-based), e.g. 1.5 MiB."""
+	value = float(size)
+	for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+		if value < 1024 or unit == "TiB":
+			return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+		value /= 1024
+	return f"{size} B"

@@ -1,0 +1,33 @@
+"""Errors raised by the frappe-free core.
+
+The Frappe layer translates them at the boundary: a Desk message, or red CLI text
+and a non-zero exit.
+"""
+
+
+class BackupManagerError(Exception):
+	"""Base of every error the core raises on purpose."""
+
+
+class InvalidPolicy(BackupManagerError):
+	"""A policy setting cannot be used; the message names the field and the fix."""
+
+	def __init__(self, field: str, message: str):
+		super().__init__(message)
+		self.field = field
+
+
+class ArtifactError(BackupManagerError):
+	"""A backup artifact is missing, truncated or unreadable."""
+
+
+class ChecksumMismatch(ArtifactError):
+	"""An artifact's bytes no longer match the sha256 recorded when it was taken."""
+
+
+class EncryptionError(BackupManagerError):
+	"""gpg is missing or failed to encrypt or decrypt an artifact."""
+
+
+class StorageError(BackupManagerError):
+	"""An offsite store refused or failed an operation."""

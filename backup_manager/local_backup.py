@@ -1,0 +1,203 @@
+"""Taking the local backup: the one caller of frappe.utils.backups.new_backup.
+
+Each run writes into its own folder `<backup root>/<backup id>.partial/`, which is renamed to
+`<backup id>/` only once every artifact is written, checked and hashed. A failed run removes
+its folder, so no half-written artifact is ever left behind. The backup root is outside
+Frappe's `private/backups`, whose 24-hour cleanup (delete_temp_backups) would otherwise
+delete what our retention keeps.
+"""
+
+import contextlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+import frappe
+from frappe.utils.backups import get_or_generate_backup_encryption_key, new_backup
+
+from backup_manager.core import checksums
+from backup_manager.core.errors import ArtifactError
+from backup_manager.core.encryption import encrypt_file_in_place, is_gpg_encrypted
+from backup_manager.core.manifest import (
+	DATABASE,
+	PRIVATE_FILES,
+	PUBLIC_FILES,
+	SITE_CONFIG,
+	Artifact,
+	InstalledApp,
+	Manifest,
+)
+
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass
+class BackupRequest:
+	backup_id: str
+	policy: str = ""
+	with_files: bool = True
+	compress_files: bool = False
+	include_doctypes: list[str] = field(default_factory=list)
+	exclude_doctypes: list[str] = field(default_factory=list)
+
+
+def get_backup_root() -> str:
+	"""Return the absolute folder holding this site's Backup Manager backups."""
+	configured = frappe.conf.get("backup_manager_path")
+	if configured:
+		return os.path.abspath(os.path.join(configured, frappe.local.site))
+	return os.path.abspath(frappe.get_site_path("private", "backup_manager"))
+
+
+def get_backup_dir(backup_id: str) -> str:
+	return os.path.join(get_backup_root(), backup_id)
+
+
+def is_inside_backup_root(path: str) -> bool:
+	"""True only for a folder directly inside the backup root: what our retention may delete."""
+	root = os.path.realpath(get_backup_root())
+	return os.path.dirname(os.path.realpath(path)) == root
+
+
+def take_backup(request: BackupRequest) -> tuple[str, Manifest]:
+	"""Take a database (+ files + site config) backup; return its folder and manifest."""
+	final_dir = get_backup_dir(request.backup_id)
+	work_dir = final_dir + PARTIAL_SUFFIX
+	if os.path.exists(final_dir) or os.path.exists(work_dir):
+		raise FileExistsError(f"Backup folder {final_dir} already exists")
+	os.makedirs(work_dir)
+	try:
+		manifest = _write_artifacts(request, work_dir)
+		os.rename(work_dir, final_dir)
+	except BaseException:
+		shutil.rmtree(work_dir, ignore_errors=True)
+		raise
+	return final_dir, manifest
+
+
+def _write_artifacts(request: BackupRequest, work_dir: str) -> Manifest:
+	encrypt = bool(frappe.get_system_settings("encrypt_backup"))
+	with frappe_encryption_suppressed():
+		generator = new_backup(
+			ignore_files=not request.with_files,
+			backup_path=work_dir,
+			include_doctypes=",".join(request.include_doctypes),
+			exclude_doctypes=",".join(request.exclude_doctypes),
+			compress=request.compress_files,
+			force=True,
+		)
+
+	paths = {DATABASE: generator.backup_path_db, SITE_CONFIG: generator.backup_path_conf}
+	if request.with_files:
+		paths[PUBLIC_FILES] = generator.backup_path_files
+		paths[PRIVATE_FILES] = generator.backup_path_private_files
+
+	for kind, path in paths.items():
+		check_artifact_readable(kind, path)
+
+	artifacts = []
+	for kind, path in paths.items():
+		if encrypt and not is_gpg_encrypted(path):
+			encrypt_file_in_place(path, get_or_generate_backup_encryption_key())
+		artifacts.append(
+			Artifact(
+				kind=kind,
+				file_name=os.path.basename(path),
+				size=os.path.getsize(path),
+				sha256=checksums.sha256_file(path),
+				encrypted=is_gpg_encrypted(path),
+			)
+		)
+
+	return Manifest(
+		backup_id=request.backup_id,
+		site=frappe.local.site,
+		created_at=frappe.utils.now_datetime().isoformat(),
+		frappe_version=frappe.__version__,
+		apps=get_installed_apps(),
+		artifacts=artifacts,
+		encrypted=any(artifact.encrypted for artifact in artifacts),
+		partial=bool(generator.partial),
+		include_doctypes=list(request.include_doctypes),
+		exclude_doctypes=list(request.exclude_doctypes),
+		policy=request.policy,
+	)
+
+
+def check_artifact_readable(kind: str, path: str) -> None:
+	"""Check an artifact before it is encrypted: the dump is a whole gzip, the tars are readable."""
+	if not path or not os.path.isfile(path):
+		raise ArtifactError(f"The {kind} artifact was not written")
+	if is_gpg_encrypted(path):
+		return
+	if kind == DATABASE:
+		checksums.verify_gzip_complete(path)
+	elif kind in (PUBLIC_FILES, PRIVATE_FILES):
+		checksums.verify_tar_readable(path)
+
+
+def verify_local_artifact(kind: str, path: str, size: int, sha256: str) -> None:
+	"""Re-check a stored artifact: size and sha256, then that it is still readable."""
+	checksums.verify_size_and_sha256(path, size, sha256)
+	check_artifact_readable(kind, path)
+
+
+@contextlib.contextmanager
+def frappe_encryption_suppressed():
+	"""Make new_backup leave its files in clear, so that we encrypt them ourselves.
+
+	Frappe's BackupGenerator passes the key to gpg on the command line (visible in the process
+	list), swallows gpg failures while still naming files "-enc", and never encrypts the site
+	config. It reads the setting through frappe.get_system_settings, which caches System
+	Settings on frappe.local: a copy with encrypt_backup off is swapped in for the call.
+	"""
+	had_settings = hasattr(frappe.local, "system_settings")
+	previous = getattr(frappe.local, "system_settings", None)
+	settings = frappe.get_cached_doc("System Settings").as_dict()
+	settings.encrypt_backup = 0
+	frappe.local.system_settings = settings
+	try:
+		yield
+	finally:
+		if had_settings:
+			frappe.local.system_settings = previous
+		else:
+			del frappe.local.system_settings
+
+
+def get_installed_apps() -> list[InstalledApp]:
+	"""Every installed app, in install order, with version, branch and commit."""
+	apps = []
+	for app in frappe.get_installed_apps():
+		try:
+			version = str(frappe.get_attr(f"{app}.__version__"))
+		except Exception:
+			version = ""
+		app_dir = os.path.dirname(os.path.abspath(frappe.get_app_path(app)))
+		apps.append(
+			InstalledApp(
+				name=app,
+				version=version,
+				branch=_git(app_dir, "rev-parse", "--abbrev-ref", "HEAD"),
+				commit=_git(app_dir, "rev-parse", "HEAD"),
+			)
+		)
+	return apps
+
+
+def _git(repo_dir: str, *args: str) -> str:
+	try:
+		result = subprocess.run(
+			["git", "-C", repo_dir, *args], capture_output=True, text=True, timeout=30, check=False
+		)
+	except (OSError, subprocess.TimeoutExpired):
+		return ""
+	return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def delete_backup_dir(path: str) -> None:
+	"""Delete a backup folder, refusing anything outside the backup root."""
+	if not is_inside_backup_root(path):
+		raise ValueError(f"Refusing to delete {path}: it is not a Backup Manager backup folder")
+	shutil.rmtree(path)

@@ -1,0 +1,36 @@
+"""Re-checking a stored backup against what its Backup Log recorded."""
+
+import os
+from dataclasses import asdict, dataclass
+
+from backup_manager.core.errors import BackupManagerError
+from backup_manager.local_backup import verify_local_artifact
+
+
+@dataclass
+class Check:
+	kind: str
+	file_name: str
+	ok: bool
+	message: str
+
+	def as_dict(self) -> dict:
+		return asdict(self)
+
+
+def verify_local_backup(log) -> list[Check]:
+	"""Check every artifact of a log: present, same size and sha256, gzip complete, tars readable."""
+	if log.local_files_deleted:
+		return [Check("", "", False, "The local files of this backup were deleted by retention.")]
+	if not log.artifacts:
+		return [Check("", "", False, f"Backup Log {log.name} has no artifacts (status {log.status}).")]
+	checks = []
+	for artifact in log.artifacts:
+		path = artifact.local_path or os.path.join(log.backup_dir or "", artifact.file_name)
+		try:
+			verify_local_artifact(artifact.kind, path, artifact.size, artifact.sha256)
+		except (BackupManagerError, OSError) as exc:
+			checks.append(Check(artifact.kind, artifact.file_name, False, str(exc)))
+		else:
+			checks.append(Check(artifact.kind, artifact.file_name, True, "size and sha256 match, readable"))
+	return checks

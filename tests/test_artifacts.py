@@ -1,0 +1,139 @@
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import unittest
+
+from backup_manager.core import checksums, layout
+from backup_manager.core.encryption import decrypt_file, encrypt_file_in_place, is_gpg_encrypted
+from backup_manager.core.errors import ArtifactError, ChecksumMismatch, EncryptionError
+from backup_manager.core.manifest import Artifact, InstalledApp, Manifest, sha256sum_lines
+
+
+class TempDirTestCase(unittest.TestCase):
+	def setUp(self):
+		self.dir = tempfile.mkdtemp()
+		self.addCleanup(shutil.rmtree, self.dir)
+
+	def write(self, name, data: bytes) -> str:
+		path = os.path.join(self.dir, name)
+		with open(path, "wb") as handle:
+			handle.write(data)
+		return path
+
+
+class TestChecksums(TempDirTestCase):
+	def test_sha256_streams_large_files(self):
+		data = os.urandom(3 * checksums.CHUNK_SIZE + 17)
+		path = self.write("big.bin", data)
+		self.assertEqual(checksums.sha256_file(path), hashlib.sha256(data).hexdigest())
+
+	def test_verify_size_and_sha256(self):
+		path = self.write("a.bin", b"hello")
+		digest = hashlib.sha256(b"hello").hexdigest()
+		checksums.verify_size_and_sha256(path, 5, digest)
+		with self.assertRaises(ChecksumMismatch):
+			checksums.verify_size_and_sha256(path, 6, digest)
+		self.write("a.bin", b"jello")
+		with self.assertRaises(ChecksumMismatch):
+			checksums.verify_size_and_sha256(path, 5, digest)
+		with self.assertRaises(ArtifactError):
+			checksums.verify_size_and_sha256(os.path.join(self.dir, "missing"), 5, digest)
+
+	def test_truncated_gzip_is_detected(self):
+		payload = gzip.compress(os.urandom(200_000))
+		whole = self.write("db.sql.gz", payload)
+		checksums.verify_gzip_complete(whole)
+		truncated = self.write("cut.sql.gz", payload[: len(payload) // 2])
+		with self.assertRaises(ArtifactError):
+			checksums.verify_gzip_complete(truncated)
+
+	def test_tar_readability(self):
+		buffer = io.BytesIO()
+		with tarfile.open(fileobj=buffer, mode="w") as archive:
+			for index in range(3):
+				info = tarfile.TarInfo(f"files/{index}.txt")
+				content = os.urandom(5000)
+				info.size = len(content)
+				archive.addfile(info, io.BytesIO(content))
+		path = self.write("files.tar", buffer.getvalue())
+		self.assertEqual(checksums.verify_tar_readable(path), 3)
+		broken = self.write("broken.tar", b"not a tar at all" * 100)
+		with self.assertRaises(ArtifactError):
+			checksums.verify_tar_readable(broken)
+
+	def test_format_size(self):
+		self.assertEqual(checksums.format_size(512), "512 B")
+		self.assertEqual(checksums.format_size(1536), "1.5 KiB")
+		self.assertEqual(checksums.format_size(3 * 1024**3), "3.0 GiB")
+
+
+class TestManifest(unittest.TestCase):
+	def manifest(self):
+		return Manifest(
+			backup_id="20261128T020000Z-BL-00001",
+			site="erp.example.com",
+			created_at="2026-11-28T02:00:00",
+			frappe_version="15.44.2",
+			apps=[InstalledApp("frappe", "15.44.2", "version-15", "abc"), InstalledApp("erpnext", "15.40.0")],
+			artifacts=[
+				Artifact("database", "db.sql.gz", 10, "a" * 64),
+				Artifact("site_config", "cfg.json", 2, "b" * 64, encrypted=True),
+			],
+			encrypted=True,
+		)
+
+	def test_round_trip_and_lookup(self):
+		manifest = self.manifest()
+		again = Manifest.from_json(manifest.to_json())
+		self.assertEqual(again, manifest)
+		self.assertEqual(again.artifact("site_config").file_name, "cfg.json")
+		self.assertIsNone(again.artifact("public_files"))
+		self.assertEqual(again.total_size, 12)
+
+	def test_sha256sum_lines(self):
+		self.assertEqual(sha256sum_lines(self.manifest()), f"{'a' * 64}  db.sql.gz\n{'b' * 64}  cfg.json\n")
+
+	def test_newer_format_is_refused(self):
+		data = self.manifest().to_dict()
+		data["format"] = 99
+		with self.assertRaises(ValueError):
+			Manifest.from_dict(data)
+
+
+class TestLayout(unittest.TestCase):
+	def test_keys(self):
+		self.assertEqual(layout.object_key("", "s1", "20261128T020000Z-BL-00001", "f.tar"), "s1/20261128T020000Z-BL-00001/f.tar")
+		self.assertEqual(layout.manifest_key("/team/", "s1", "ID"), "team/s1/ID/manifest.json")
+
+	def test_parse_backup_key_only_accepts_our_layout(self):
+		folder = layout.site_prefix("p", "s1")
+		self.assertEqual(layout.parse_backup_key(folder, "p/s1/20261128T020000Z-BL-00001/db.sql.gz"), ("20261128T020000Z-BL-00001", "db.sql.gz"))
+		for foreign in ("p/s1/notes.txt", "p/s1/random-folder/x", "p/s2/20261128T020000Z-BL-1/x", "p/s1/20261128T020000Z-BL-1/sub/x"):
+			with self.subTest(key=foreign):
+				self.assertIsNone(layout.parse_backup_key(folder, foreign))
+
+
+@unittest.skipUnless(shutil.which("gpg"), "gpg is not installed")
+class TestEncryption(TempDirTestCase):
+	def test_round_trip_and_detection(self):
+		clear = os.urandom(10_000)
+		path = self.write("db.sql.gz", clear)
+		self.assertFalse(is_gpg_encrypted(path))
+		encrypt_file_in_place(path, "correct horse battery staple")
+		self.assertTrue(is_gpg_encrypted(path))
+		self.assertNotEqual(open(path, "rb").read(), clear)
+		out = os.path.join(self.dir, "out")
+		decrypt_file(path, out, "correct horse battery staple")
+		self.assertEqual(open(out, "rb").read(), clear)
+
+	def test_wrong_passphrase_fails_without_leaking_it(self):
+		path = self.write("db.sql.gz", b"secret data")
+		encrypt_file_in_place(path, "right-passphrase-123")
+		with self.assertRaises(EncryptionError) as caught:
+			decrypt_file(path, os.path.join(self.dir, "out"), "wrong-passphrase-456")
+		self.assertNotIn("wrong-passphrase-456", str(caught.exception))
+		self.assertNotIn("right-passphrase-123", str(caught.exception))
