@@ -54,6 +54,36 @@ def run(context, policy):
 			fail(f"{log.error_class or log.status}: {log.error_message or log.skip_reason or ''}")
 
 
+@backup_manager.command("init")
+@click.option("--name", default="Daily", show_default=True, help="Name of the policy to create")
+@pass_context
+def init(context, name):
+	"""Create a sensible enabled daily policy, unless one with that name exists."""
+	import frappe
+
+	with connected_site(context):
+		if frappe.db.exists("Backup Policy", name):
+			click.echo(f"Backup Policy {name} already exists")
+			return
+		policy = frappe.get_doc(
+			{
+				"doctype": "Backup Policy",
+				"policy_name": name,
+				"enabled": 1,
+				"frequency": "Daily",
+				"backup_time": "02:00:00",
+				"with_files": 1,
+				"keep_last": 7,
+				"keep_daily": 7,
+				"keep_weekly": 4,
+				"keep_monthly": 12,
+				"notify_on_failure": 1,
+			}
+		).insert()
+		frappe.db.commit()
+		click.secho(f"Created Backup Policy {policy.name}; next run {policy.next_run_at}", fg="green")
+
+
 @backup_manager.command("policies")
 @pass_context
 def policies(context):

@@ -9,6 +9,7 @@ worker was killed from one still working.
 
 import hashlib
 import os
+import shutil
 import traceback
 from datetime import datetime, timezone
 
@@ -18,7 +19,7 @@ from frappe.utils import add_to_date, cint, get_datetime, now_datetime, time_dif
 
 from backup_manager.core.alerts import missed_backup_alert_due
 from backup_manager.core.checksums import format_size
-from backup_manager.local_backup import BackupRequest, take_backup
+from backup_manager.local_backup import PARTIAL_SUFFIX, BackupRequest, get_backup_dir, take_backup
 
 ACTIVE_STATUSES = ("Queued", "Running", "Uploading")
 RUN_JOB = "backup_manager.jobs.run_backup_job"
@@ -196,8 +197,8 @@ def record_success(log, backup_dir: str, manifest):
 
 def record_failure(log, exc: BaseException):
 	log.error_class = type(exc).__name__
-	log.error_message = str(exc) or repr(exc)
-	log.traceback = traceback.format_exc()
+	log.error_message = redact_secrets(describe_error(exc))
+	log.traceback = redact_secrets(traceback.format_exc())
 	finish_log(log, "Failed")
 	frappe.log_error(
 		title=f"Backup Manager: backup {log.name} failed",
@@ -205,6 +206,22 @@ def record_failure(log, exc: BaseException):
 		reference_doctype="Backup Log",
 		reference_name=log.name,
 	)
+
+
+def describe_error(exc: BaseException) -> str:
+	if isinstance(exc, frappe.CommandFailedError) and len(exc.args) >= 3:
+		# Frappe packs (message, stdout, stderr) into args; stderr says what went wrong.
+		return f"{exc.args[0]}: {(exc.args[2] or exc.args[1] or '').strip()}"
+	return str(exc) or repr(exc)
+
+
+def redact_secrets(text: str) -> str:
+	"""Blank out the site's secrets wherever a message or traceback might echo them."""
+	for key in ("db_password", "backup_encryption_key", "encryption_key", "admin_password", "root_password"):
+		secret = frappe.conf.get(key)
+		if secret and len(str(secret)) >= 4:
+			text = text.replace(str(secret), "********")
+	return text
 
 
 def finish_log(log, status: str):
@@ -288,7 +305,7 @@ def reap_dead_runs(now: datetime | None = None):
 				continue
 			reason = _(
 				"The run stopped without finishing: its worker was killed, crashed or hit the job timeout. "
-				"Any partial files were left in a .partial folder and are not a usable backup."
+				"Its unfinished files were deleted."
 			)
 		else:
 			if get_datetime(queued_at) > add_to_date(now, minutes=-LOST_QUEUED_RUN_MINUTES):
@@ -300,10 +317,18 @@ def reap_dead_runs(now: datetime | None = None):
 				"Check that bench workers run for the long queue."
 			)
 		log = frappe.get_doc("Backup Log", log_name)
+		if log.backup_id:
+			remove_unfinished_backup_dir(log.backup_id)
 		log.error_class = "RunDied"
 		log.error_message = reason
 		finish_log(log, "Failed")
 		notify_run(frappe.get_doc("Backup Policy", policy), log)
+
+
+def remove_unfinished_backup_dir(backup_id: str):
+	unfinished = get_backup_dir(backup_id) + PARTIAL_SUFFIX
+	if os.path.isdir(unfinished):
+		shutil.rmtree(unfinished, ignore_errors=True)
 
 
 def is_run_job_queued(log_name: str) -> bool:

@@ -1,0 +1,400 @@
+"""Offsite storage: a small interface over S3-compatible object stores, plus provider presets.
+
+The interface is what offsite.py (upload, listing, retention, verification, download) needs
+and nothing more. Keys passed to a backend are full object keys inside the bucket; the
+layout (`<prefix>/<site>/<backup id>/<file>`) is built by core.layout, never here.
+Only storage/s3.py imports boto3; `get_backend` imports it lazily.
+"""
+
+import abc
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from backup_manager.core.errors import InvalidPolicy
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+# Limits of the S3 API (AWS documents them; every provider below shares them or is looser).
+S3_MAX_PARTS = 10_000
+S3_MIN_PART_SIZE = 5 * MiB  # every part but the last must be at least this big
+S3_MAX_PART_SIZE = 5 * GiB
+S3_MAX_OBJECT_SIZE = 5 * TiB
+S3_MAX_DELETE_KEYS = 1000  # DeleteObjects takes at most 1000 keys per request
+
+DEFAULT_MULTIPART_CHUNKSIZE_MB = 16
+DEFAULT_MAX_CONCURRENCY = 4
+MAX_CONCURRENCY_LIMIT = 64
+
+# How an uploaded object was shown to hold the bytes we meant to send (UploadResult.verified_by).
+VERIFIED_BY_CHECKSUM = "S3 SHA-256 checksum"
+VERIFIED_BY_PART_CHECKSUMS = "S3 SHA-256 part checksums"
+VERIFIED_BY_METADATA = "size and stored sha256"
+VERIFIED_BY_READ_BACK = "read back and hashed"
+
+ADDRESSING_STYLES = ("auto", "path", "virtual")
+SSE_NONE = ""
+SSE_AES256 = "AES256"
+SSE_KMS = "aws:kms"
+SERVER_SIDE_ENCRYPTIONS = (SSE_NONE, SSE_AES256, SSE_KMS)
+
+AMAZON_S3 = "Amazon S3"
+WASABI = "Wasabi"
+BACKBLAZE_B2 = "Backblaze B2"
+CLOUDFLARE_R2 = "Cloudflare R2"
+MINIO = "MinIO"
+DIGITALOCEAN_SPACES = "DigitalOcean Spaces"
+OTHER_S3_COMPATIBLE = "Other S3-compatible"
+
+
+@dataclass(frozen=True)
+class ProviderPreset:
+	"""What a provider needs and supports; `endpoint_template` is filled by `endpoint_for`."""
+
+	name: str
+	endpoint_template: str
+	default_region: str
+	addressing_style: str
+	supports_sha256_checksum: bool
+	supports_object_lock: bool
+	supports_sse_kms: bool
+	quirks: str = ""
+
+
+PROVIDER_PRESETS: dict[str, ProviderPreset] = {
+	AMAZON_S3: ProviderPreset(
+		name=AMAZON_S3,
+		# Empty: boto3 resolves s3.<region>.amazonaws.com itself and follows region redirects.
+		endpoint_template="",
+		default_region="us-east-1",
+		addressing_style="virtual",
+		supports_sha256_checksum=True,
+		supports_object_lock=True,
+		supports_sse_kms=True,
+		quirks="Buckets created after 2023 block ACLs; Object Lock needs a bucket created with it.",
+	),
+	WASABI: ProviderPreset(
+		name=WASABI,
+		endpoint_template="https://s3.{region}.wasabisys.com",
+		default_region="us-east-1",
+		# Wasabi answers both styles; path style also works for bucket names with dots.
+		addressing_style="path",
+		# Not documented as supporting x-amz-checksum-*: fall back to metadata + optional read-back.
+		supports_sha256_checksum=False,
+		supports_object_lock=True,
+		# Wasabi always encrypts at rest (AES256); there is no KMS.
+		supports_sse_kms=False,
+		quirks="A bucket only answers on its own region's endpoint; a wrong region gives 301/403.",
+	),
+	BACKBLAZE_B2: ProviderPreset(
+		name=BACKBLAZE_B2,
+		endpoint_template="https://s3.{region}.backblazeb2.com",
+		# An account lives in one region such as us-west-004; it is shown on the bucket page.
+		default_region="us-west-004",
+		addressing_style="virtual",
+		# B2 rejects x-amz-sdk-checksum-algorithm ("Unsupported header"); it checks SHA-1 itself.
+		supports_sha256_checksum=False,
+		supports_object_lock=True,
+		# B2 offers SSE-B2 (AES256) and SSE-C, but no SSE-KMS.
+		supports_sse_kms=False,
+		quirks="The master application key cannot use the S3 API: create an application key.",
+	),
+	CLOUDFLARE_R2: ProviderPreset(
+		name=CLOUDFLARE_R2,
+		endpoint_template="https://{account_id}.r2.cloudflarestorage.com",
+		# R2 has one region, "auto"; us-east-1 and empty are accepted as aliases.
+		default_region="auto",
+		addressing_style="path",
+		# R2 stores SHA-256 checksums (composite for multipart uploads, like S3).
+		supports_sha256_checksum=True,
+		# R2 "bucket locks" are rules set on the bucket, not the S3 Object Lock API.
+		supports_object_lock=False,
+		# R2 always encrypts at rest; the x-amz-server-side-encryption header is not supported.
+		supports_sse_kms=False,
+		quirks="Storage classes are STANDARD and STANDARD_IA only; SSE headers are rejected.",
+	),
+	MINIO: ProviderPreset(
+		name=MINIO,
+		endpoint_template="https://{host}:9000",
+		default_region="us-east-1",
+		# MinIO behind a plain host name has no wildcard DNS for virtual-hosted buckets.
+		addressing_style="path",
+		supports_sha256_checksum=True,
+		supports_object_lock=True,
+		# Only when MinIO runs with a KMS (KES) configured.
+		supports_sse_kms=True,
+		quirks="Object Lock needs a bucket created with --with-lock.",
+	),
+	DIGITALOCEAN_SPACES: ProviderPreset(
+		name=DIGITALOCEAN_SPACES,
+		endpoint_template="https://{region}.digitaloceanspaces.com",
+		default_region="nyc3",
+		addressing_style="virtual",
+		supports_sha256_checksum=False,
+		supports_object_lock=False,
+		supports_sse_kms=False,
+		quirks="Spaces encrypts at rest itself and has a single storage class.",
+	),
+	OTHER_S3_COMPATIBLE: ProviderPreset(
+		name=OTHER_S3_COMPATIBLE,
+		endpoint_template="",
+		default_region="us-east-1",
+		addressing_style="auto",
+		# Unknown servers: do not send headers they may reject; verify by metadata / read-back.
+		supports_sha256_checksum=False,
+		supports_object_lock=True,
+		supports_sse_kms=True,
+		quirks="Set Endpoint URL. Turn on additional checksums only if the server supports them.",
+	),
+}
+
+
+def endpoint_for(provider: str, region: str = "", **placeholders: str) -> str:
+	"""Return the provider's endpoint URL for a region (and account_id/host where needed)."""
+	preset = PROVIDER_PRESETS.get(provider)
+	if preset is None:
+		raise InvalidPolicy(
+			"provider", f"Provider {provider!r} is unknown. Pick one of {', '.join(PROVIDER_PRESETS)}."
+		)
+	values = {"region": region or preset.default_region, **placeholders}
+	try:
+		return preset.endpoint_template.format(**values)
+	except KeyError as exc:
+		raise InvalidPolicy(
+			"endpoint_url", f"{provider} needs {exc.args[0]} to build its endpoint URL; enter Endpoint URL."
+		) from exc
+
+
+@dataclass
+class S3Config:
+	"""Where and how to store offsite copies; secrets never show in repr()."""
+
+	provider: str = OTHER_S3_COMPATIBLE
+	endpoint_url: str = ""
+	region: str = ""
+	bucket: str = ""
+	prefix: str = ""
+	addressing_style: str = "auto"
+	access_key_id: str = ""
+	secret_access_key: str = field(default="", repr=False)
+	session_token: str = field(default="", repr=False)
+	storage_class: str = ""
+	server_side_encryption: str = SSE_NONE
+	kms_key_id: str = ""
+	object_lock_days: int = 0
+	max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+	multipart_chunksize_mb: int = DEFAULT_MULTIPART_CHUNKSIZE_MB
+	read_back_verify: bool = False
+	connect_timeout: float = 10.0
+	read_timeout: float = 60.0
+	# Attempts per HTTP request (botocore "standard" retry mode) for transient errors.
+	max_attempts: int = 5
+	# Attempts of a whole file upload, on top of the per-request retries, with backoff between.
+	upload_attempts: int = 3
+	retry_backoff_seconds: float = 2.0
+	# None: what the provider preset says. True/False overrides it (e.g. a MinIO behind "Other").
+	additional_checksums: bool | None = None
+
+	@property
+	def preset(self) -> ProviderPreset:
+		return PROVIDER_PRESETS.get(self.provider, PROVIDER_PRESETS[OTHER_S3_COMPATIBLE])
+
+	@property
+	def resolved_region(self) -> str:
+		return self.region or self.preset.default_region
+
+	@property
+	def resolved_addressing_style(self) -> str:
+		return self.preset.addressing_style if self.addressing_style == "auto" else self.addressing_style
+
+	def resolved_endpoint_url(self) -> str:
+		"""Return Endpoint URL, or the preset's endpoint for the region ("" lets boto3 pick AWS's)."""
+		if self.endpoint_url:
+			return self.endpoint_url.rstrip("/")
+		return endpoint_for(self.provider, self.resolved_region)
+
+	@property
+	def uses_additional_checksums(self) -> bool:
+		if self.additional_checksums is not None:
+			return self.additional_checksums
+		return self.preset.supports_sha256_checksum
+
+	def validate(self) -> None:
+		"""Raise InvalidPolicy naming the field for a setting no upload could work with."""
+		if self.provider not in PROVIDER_PRESETS:
+			raise InvalidPolicy(
+				"provider", f"Provider {self.provider!r} is unknown. Pick one of {', '.join(PROVIDER_PRESETS)}."
+			)
+		if not self.bucket.strip():
+			raise InvalidPolicy("bucket", "Bucket is required. Enter the name of an existing bucket.")
+		if self.provider != AMAZON_S3 and not self.resolved_endpoint_url():
+			raise InvalidPolicy(
+				"endpoint_url", f"Endpoint URL is required for {self.provider}, e.g. https://s3.example.com."
+			)
+		if self.endpoint_url and not self.endpoint_url.startswith(("https://", "http://")):
+			raise InvalidPolicy(
+				"endpoint_url", f"Endpoint URL {self.endpoint_url!r} must start with https:// (or http://)."
+			)
+		if self.addressing_style not in ADDRESSING_STYLES:
+			raise InvalidPolicy(
+				"addressing_style",
+				f"Addressing Style {self.addressing_style!r} must be one of {', '.join(ADDRESSING_STYLES)}.",
+			)
+		if self.server_side_encryption not in SERVER_SIDE_ENCRYPTIONS:
+			raise InvalidPolicy(
+				"server_side_encryption",
+				f"Server-Side Encryption {self.server_side_encryption!r} must be empty, AES256 or aws:kms.",
+			)
+		if self.server_side_encryption == SSE_KMS and not self.preset.supports_sse_kms:
+			raise InvalidPolicy(
+				"server_side_encryption",
+				f"{self.provider} does not support SSE-KMS. Use AES256 or leave Server-Side Encryption empty.",
+			)
+		if self.kms_key_id and self.server_side_encryption != SSE_KMS:
+			raise InvalidPolicy("kms_key_id", "KMS Key ID is only used with Server-Side Encryption aws:kms.")
+		if self.object_lock_days < 0:
+			raise InvalidPolicy("object_lock_days", "Object Lock Days cannot be negative. Use 0 to turn it off.")
+		if self.object_lock_days and not self.preset.supports_object_lock:
+			raise InvalidPolicy(
+				"object_lock_days",
+				f"{self.provider} does not support S3 Object Lock. Set Object Lock Days to 0.",
+			)
+		if not 1 <= self.max_concurrency <= MAX_CONCURRENCY_LIMIT:
+			raise InvalidPolicy(
+				"max_concurrency", f"Max Concurrency must be between 1 and {MAX_CONCURRENCY_LIMIT}."
+			)
+		if not S3_MIN_PART_SIZE // MiB <= self.multipart_chunksize_mb <= S3_MAX_PART_SIZE // MiB:
+			raise InvalidPolicy(
+				"multipart_chunksize_mb",
+				f"Multipart Chunk Size must be between {S3_MIN_PART_SIZE // MiB} and "
+				f"{S3_MAX_PART_SIZE // MiB} MB (S3 part size limits).",
+			)
+		if self.connect_timeout <= 0 or self.read_timeout <= 0:
+			raise InvalidPolicy("read_timeout", "Timeouts must be more than 0 seconds.")
+		if self.max_attempts < 1 or self.upload_attempts < 1:
+			raise InvalidPolicy("upload_attempts", "Attempts must be at least 1.")
+
+
+@dataclass
+class CheckResult:
+	name: str
+	ok: bool
+	message: str
+	skipped: bool = False
+
+
+@dataclass
+class ConnectionReport:
+	"""The checks of `check_connection`, in the order they ran."""
+
+	checks: list[CheckResult] = field(default_factory=list)
+
+	@property
+	def ok(self) -> bool:
+		return bool(self.checks) and all(check.ok for check in self.checks)
+
+	@property
+	def first_failure(self) -> CheckResult | None:
+		return next((check for check in self.checks if not check.ok and not check.skipped), None)
+
+	def check(self, name: str) -> CheckResult | None:
+		return next((check for check in self.checks if check.name == name), None)
+
+	def summary(self) -> str:
+		"""Return one line per check, e.g. 'write: failed - Access denied ...'."""
+		lines = []
+		for check in self.checks:
+			state = "ok" if check.ok else ("skipped" if check.skipped else "failed")
+			lines.append(f"{check.name}: {state} - {check.message}")
+		return "\n".join(lines)
+
+
+@dataclass
+class UploadResult:
+	key: str
+	size: int
+	sha256: str
+	duration_seconds: float
+	verified_by: str
+
+
+@dataclass
+class ObjectInfo:
+	key: str
+	size: int
+	last_modified: datetime | None = None
+	etag: str = ""
+	storage_class: str = ""
+	# Our own sha256, stored as x-amz-meta-sha256 (only filled by head()).
+	sha256: str = ""
+	# The provider's SHA-256 checksum, base64; "<base64>-<parts>" for a multipart upload.
+	checksum_sha256: str = ""
+	locked_until: datetime | None = None
+
+
+class StorageBackend(abc.ABC):
+	"""An offsite object store. Keys are full keys inside the bucket."""
+
+	@abc.abstractmethod
+	def describe(self) -> str:
+		"""Return where objects go, for logs and messages (never a secret)."""
+
+	@abc.abstractmethod
+	def check_connection(self) -> ConnectionReport:
+		"""Run the bucket/write/read/delete checks with a probe object; never raise for their failures."""
+
+	@abc.abstractmethod
+	def upload_file(
+		self, local_path: str, key: str, *, size: int, sha256: str, metadata: dict[str, str] | None = None
+	) -> UploadResult:
+		"""Upload a file, verify the stored object against size and sha256, retrying transient failures."""
+
+	@abc.abstractmethod
+	def upload_bytes(self, data: bytes, key: str, *, metadata: dict[str, str] | None = None) -> UploadResult:
+		"""Upload a small object (the manifest) and verify it."""
+
+	@abc.abstractmethod
+	def download_file(self, key: str, local_path: str) -> None:
+		"""Download an object; `local_path` only appears once the whole object arrived."""
+
+	@abc.abstractmethod
+	def read_bytes(self, key: str) -> bytes:
+		"""Return a small object's bytes; raise StorageError if it is missing."""
+
+	@abc.abstractmethod
+	def head(self, key: str) -> ObjectInfo | None:
+		"""Return the object's size, checksums and lock, or None if there is no such object."""
+
+	@abc.abstractmethod
+	def list_objects(self, prefix: str) -> list[ObjectInfo]:
+		"""Return every object under `prefix`; raise StorageError unless the listing is complete."""
+
+	@abc.abstractmethod
+	def delete_objects(self, keys: list[str]) -> None:
+		"""Delete the objects; raise StorageError if any of them could not be deleted."""
+
+	@abc.abstractmethod
+	def verify_object(self, key: str, size: int, sha256: str, read_back: bool = False) -> str:
+		"""Raise ChecksumMismatch/StorageError unless the object matches; return how it was verified."""
+
+	@abc.abstractmethod
+	def abort_incomplete_uploads(self, prefix: str, *, initiated_before: datetime | None = None) -> int:
+		"""Abort unfinished multipart uploads under `prefix` (so they stop billing); return the count."""
+
+	@abc.abstractmethod
+	def object_locked_until(self, key: str) -> datetime | None:
+		"""Return the Object Lock retain-until date (UTC) of the object, or None if it is not locked."""
+
+
+def get_backend(config: S3Config) -> StorageBackend:
+	"""Return the backend for a storage configuration."""
+	if isinstance(config, S3Config):
+		# Imported here so that importing core never loads boto3.
+		from backup_manager.core.storage.s3 import S3Backend
+
+		return S3Backend(config)
+	raise TypeError(f"No storage backend for {type(config).__name__}")

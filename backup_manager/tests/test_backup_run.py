@@ -1,0 +1,368 @@
+"""A policy run end to end, in a real bench: real new_backup, MariaDB, RQ workers and files."""
+
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import time
+from datetime import timedelta
+
+import frappe
+import pymysql
+from frappe.utils import add_to_date, get_datetime, now_datetime
+
+from backup_manager import jobs
+from backup_manager.core.checksums import sha256_file
+from backup_manager.core.manifest import DATABASE, PRIVATE_FILES, PUBLIC_FILES, SITE_CONFIG, Manifest
+from backup_manager.local_backup import PARTIAL_SUFFIX, get_backup_root
+from backup_manager.retention import apply_local_retention
+from backup_manager.tests.utils import (
+	FrappeTestCase,
+	backup_dirs_on_disk,
+	bench_argv,
+	bench_command,
+	delete_test_policies,
+	make_policy,
+	run_worker_burst,
+	sites_path,
+)
+from backup_manager.verification import verify_local_backup
+
+
+def run_now(policy_name: str, trigger: str = "CLI"):
+	return jobs.execute_run(jobs.start_run(policy=policy_name, trigger=trigger, enqueue=False))
+
+
+class BackupRunTestCase(FrappeTestCase):
+	def setUp(self):
+		frappe.set_user("Administrator")
+		delete_test_policies()
+
+	def tearDown(self):
+		frappe.set_user("Administrator")
+		frappe.db.rollback()
+		delete_test_policies()
+
+
+class TestPolicyRun(BackupRunTestCase):
+	def test_run_produces_four_artifacts_whose_sha256_matches_the_log(self):
+		marker = frappe.get_doc({"doctype": "ToDo", "description": "backup-manager-marker-" + frappe.generate_hash()})
+		marker.insert(ignore_permissions=True)
+		frappe.db.commit()
+		self.addCleanup(lambda: (frappe.delete_doc("ToDo", marker.name, force=True), frappe.db.commit()))
+
+		policy = make_policy("artifacts")
+		log = run_now(policy.name)
+
+		self.assertEqual(log.status, "Success", log.error_message)
+		self.assertEqual(log.trigger, "CLI")
+		self.assertEqual(sorted(row.kind for row in log.artifacts), sorted([DATABASE, PUBLIC_FILES, PRIVATE_FILES, SITE_CONFIG]))
+		self.assertEqual(os.path.dirname(log.backup_dir), get_backup_root())
+		self.assertTrue(os.path.basename(log.backup_dir).endswith(log.name))
+		for row in log.artifacts:
+			self.assertEqual(os.path.getsize(row.local_path), row.size)
+			self.assertEqual(sha256_file(row.local_path), row.sha256)
+			self.assertTrue(row.size_human)
+		self.assertEqual(log.total_size, sum(row.size for row in log.artifacts))
+		self.assertGreater(log.duration, 0)
+
+		database = next(row for row in log.artifacts if row.kind == DATABASE)
+		with gzip.open(database.local_path, "rt") as dump:
+			self.assertIn(marker.description, dump.read())
+
+		apps = {row.app: row for row in log.apps}
+		self.assertEqual(apps["frappe"].version, frappe.__version__)
+		self.assertIn("backup_manager", apps)
+		self.assertEqual(log.frappe_version, frappe.__version__)
+		manifest = Manifest.from_json(log.manifest)
+		self.assertEqual(manifest.backup_id, log.backup_id)
+		self.assertEqual([app.name for app in manifest.apps][0], "frappe")
+
+		policy.reload()
+		self.assertEqual(policy.last_status, "Success")
+		self.assertEqual(policy.last_backup_log, log.name)
+		self.assertFalse(any(name.endswith(PARTIAL_SUFFIX) for name in backup_dirs_on_disk()))
+
+	def test_verify_detects_a_changed_artifact(self):
+		log = run_now(make_policy("verify").name)
+		self.assertTrue(all(check.ok for check in verify_local_backup(log)))
+		tar_path = next(row.local_path for row in log.artifacts if row.kind == PUBLIC_FILES)
+		with open(tar_path, "r+b") as handle:
+			handle.seek(100)
+			byte = handle.read(1)
+			handle.seek(100)
+			handle.write(bytes([byte[0] ^ 0xFF]))
+		checks = {check.kind: check for check in verify_local_backup(log)}
+		self.assertFalse(checks[PUBLIC_FILES].ok)
+		self.assertIn("sha256", checks[PUBLIC_FILES].message)
+		self.assertTrue(checks[DATABASE].ok)
+
+		result = bench_command("backup-manager", "verify", log.name)
+		self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+		self.assertIn("failed verification", result.stderr)
+
+	def test_database_only_partial_backup(self):
+		policy = make_policy("partial", with_files=0, partial_backup=1, include_doctypes=[{"document_type": "ToDo"}])
+		log = run_now(policy.name)
+		self.assertEqual(log.status, "Success", log.error_message)
+		self.assertEqual(sorted(row.kind for row in log.artifacts), [DATABASE, SITE_CONFIG])
+		self.assertTrue(log.partial)
+		database = next(row for row in log.artifacts if row.kind == DATABASE)
+		with gzip.open(database.local_path, "rt") as dump:
+			text = dump.read()
+		self.assertIn("`tabToDo`", text)
+		self.assertNotIn("CREATE TABLE `tabUser`", text)
+
+	def test_failed_run_is_recorded_leaves_no_files_and_emails_recipients(self):
+		policy = make_policy("failure")
+		before = backup_dirs_on_disk()
+		real_password = frappe.conf.db_password
+		frappe.conf.db_password = "wrong-password-for-test"
+		try:
+			log = run_now(policy.name)
+		finally:
+			frappe.conf.db_password = real_password
+
+		self.assertEqual(log.status, "Failed")
+		self.assertEqual(log.error_class, "CommandFailedError")
+		self.assertIn("Access denied", log.error_message)
+		self.assertNotIn("wrong-password-for-test", log.error_message + (log.traceback or ""))
+		self.assertFalse(log.artifacts)
+		self.assertEqual(backup_dirs_on_disk(), before)
+		self.assertEqual(frappe.db.get_value("Backup Policy", policy.name, "last_status"), "Failed")
+		self.assertTrue(
+			frappe.db.exists("Email Queue", {"reference_doctype": "Backup Log", "reference_name": log.name}),
+			"a failed run must email the policy's recipients",
+		)
+		self.assertTrue(frappe.db.exists("Error Log", {"reference_doctype": "Backup Log", "reference_name": log.name}))
+
+	def test_cli_run_prints_the_log_and_exits_non_zero_on_failure(self):
+		policy = make_policy("cli", with_files=0)
+		ok = bench_command("backup-manager", "run", "--policy", policy.name)
+		self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+		log_name = ok.stdout.split("\t")[0].strip()
+		frappe.db.rollback()  # see the subprocess's commits
+		self.assertEqual(frappe.db.get_value("Backup Log", log_name, ["status", "trigger"]), ("Success", "CLI"))
+
+		missing = bench_command("backup-manager", "run", "--policy", "No Such Policy")
+		self.assertEqual(missing.returncode, 1)
+		self.assertIn("does not exist", missing.stderr)
+
+		listing = bench_command("backup-manager", "list", "--policy", policy.name)
+		self.assertIn(log_name, listing.stdout)
+
+
+class TestSchedulingAndConcurrency(BackupRunTestCase):
+	def test_due_policy_is_queued_on_tick_and_run_by_a_real_worker(self):
+		policy = make_policy("scheduled", enabled=1, with_files=0)
+		past = add_to_date(now_datetime(), minutes=-5)
+		frappe.db.set_value("Backup Policy", policy.name, "next_run_at", past)
+		frappe.db.commit()
+
+		jobs.enqueue_due_policies(now_datetime())
+		frappe.db.commit()  # enqueue_after_commit: the job reaches Redis now
+		log_name = frappe.db.get_value("Backup Log", {"policy": policy.name}, "name")
+		self.assertEqual(frappe.db.get_value("Backup Log", log_name, ["status", "trigger"]), ("Queued", "Scheduled"))
+		self.assertGreater(get_datetime(frappe.db.get_value("Backup Policy", policy.name, "next_run_at")), now_datetime())
+
+		# Not due any more: a second tick starts nothing.
+		jobs.enqueue_due_policies(now_datetime())
+		self.assertEqual(frappe.db.count("Backup Log", {"policy": policy.name}), 1)
+
+		run_worker_burst("long")
+		frappe.db.rollback()
+		self.assertEqual(frappe.db.get_value("Backup Log", log_name, "status"), "Success")
+
+	def test_second_trigger_while_queued_is_recorded_as_skipped(self):
+		policy = make_policy("concurrent", with_files=0)
+		first = jobs.start_run(policy=policy.name, trigger="Manual")
+		second = jobs.start_run(policy=policy.name, trigger="Manual")
+		frappe.db.commit()
+		self.assertEqual(first.status, "Queued")
+		self.assertEqual(second.status, "Skipped")
+		self.assertIn(first.name, second.skip_reason)
+		run_worker_burst("long")
+		frappe.db.rollback()
+		statuses = frappe.get_all("Backup Log", filters={"policy": policy.name}, pluck="status")
+		self.assertEqual(sorted(statuses), ["Skipped", "Success"])
+
+	def test_run_is_skipped_while_another_connection_holds_the_policy_lock(self):
+		policy = make_policy("locked", with_files=0)
+		other = pymysql.connect(
+			host=frappe.conf.db_host or "127.0.0.1",
+			port=int(frappe.conf.db_port or 3306),
+			user=frappe.conf.db_name,
+			password=frappe.conf.db_password,
+			database=frappe.conf.db_name,
+		)
+		self.addCleanup(other.close)
+		with other.cursor() as cursor:
+			cursor.execute("SELECT GET_LOCK(%s, 0)", (jobs.policy_lock_name(policy.name),))
+			self.assertEqual(cursor.fetchone()[0], 1)
+
+		skipped = run_now(policy.name)
+		self.assertEqual(skipped.status, "Skipped")
+		# The other holder looks like a live run: the reaper must leave a Running log alone.
+		frappe.db.set_value("Backup Log", skipped.name, "status", "Running")
+		jobs.reap_dead_runs()
+		self.assertEqual(frappe.db.get_value("Backup Log", skipped.name, "status"), "Running")
+
+		with other.cursor() as cursor:
+			cursor.execute("SELECT RELEASE_LOCK(%s)", (jobs.policy_lock_name(policy.name),))
+		jobs.reap_dead_runs()
+		self.assertEqual(frappe.db.get_value("Backup Log", skipped.name, "status"), "Failed")
+
+	def test_killed_run_is_marked_failed_on_a_later_tick(self):
+		# A large public file makes the run last long enough to kill it mid-way.
+		big_file = frappe.get_site_path("public", "files", "bm-test-big.bin")
+		with open(big_file, "wb") as handle:
+			for _ in range(300):
+				handle.write(os.urandom(1024 * 1024))
+		self.addCleanup(os.remove, big_file)
+		policy = make_policy("killed")
+
+		process = subprocess.Popen(
+			bench_argv("backup-manager", "run", "--policy", policy.name),
+			cwd=sites_path(),
+			stdout=subprocess.DEVNULL,
+			stderr=subprocess.DEVNULL,
+			start_new_session=True,
+		)
+		log_name = None
+		deadline = time.monotonic() + 120
+		while time.monotonic() < deadline:
+			frappe.db.rollback()
+			log_name = frappe.db.get_value("Backup Log", {"policy": policy.name, "status": "Running"}, "name")
+			if log_name:
+				break
+			time.sleep(0.2)
+		self.assertIsNotNone(log_name, "the run never reached Running")
+		backup_id = frappe.db.get_value("Backup Log", log_name, "backup_id")
+		os.killpg(process.pid, signal.SIGKILL)
+		process.wait(timeout=30)
+
+		time.sleep(1)  # let MariaDB notice the dropped connection and free its lock
+		jobs.reap_dead_runs()
+		log = frappe.get_doc("Backup Log", log_name)
+		self.assertEqual(log.status, "Failed")
+		self.assertEqual(log.error_class, "RunDied")
+		self.assertIn("stopped without finishing", log.error_message)
+		self.assertNotIn(backup_id + PARTIAL_SUFFIX, backup_dirs_on_disk())
+		self.assertNotIn(backup_id, backup_dirs_on_disk())
+
+	def test_queued_run_whose_job_vanished_is_failed(self):
+		policy = make_policy("vanished", with_files=0)
+		log = jobs.start_run(policy=policy.name, trigger="Manual", enqueue=False)
+		frappe.db.set_value("Backup Log", log.name, "queued_at", add_to_date(now_datetime(), hours=-2))
+		jobs.reap_dead_runs()
+		self.assertEqual(frappe.db.get_value("Backup Log", log.name, "status"), "Failed")
+
+
+class TestLocalRetention(BackupRunTestCase):
+	def make_fake_backup(self, policy_name: str, started_at, keep_forever=0, status="Success"):
+		"""A Success log with a real folder in the backup root, as a run would leave it."""
+		log = frappe.new_doc("Backup Log")
+		log.update({"policy": policy_name, "status": status, "trigger": "Scheduled", "site": frappe.local.site, "started_at": started_at, "keep_forever": keep_forever})
+		log.flags.written_by_backup_manager = True
+		log.insert(ignore_permissions=True)
+		backup_id = f"{get_datetime(started_at):%Y%m%dT%H%M%SZ}-{log.name}"
+		backup_dir = os.path.join(get_backup_root(), backup_id)
+		os.makedirs(backup_dir)
+		with open(os.path.join(backup_dir, "database.sql.gz"), "wb") as handle:
+			handle.write(gzip.compress(b"-- test"))
+		log.db_set({"backup_id": backup_id, "backup_dir": backup_dir})
+		return log
+
+	def test_retention_keeps_exactly_the_expected_backups(self):
+		policy = make_policy("retention", keep_last=2, keep_daily=3)
+		base = get_datetime("2026-11-28 02:00:00")
+		logs = {}
+		for days_ago in range(6):
+			logs[days_ago] = self.make_fake_backup(policy.name, base - timedelta(days=days_ago))
+		extra_same_day = self.make_fake_backup(policy.name, base - timedelta(days=1, hours=1))
+		pinned = self.make_fake_backup(policy.name, base - timedelta(days=30), keep_forever=1)
+		foreign_dir = os.path.join(get_backup_root(), "operator-notes")
+		os.makedirs(foreign_dir, exist_ok=True)
+		self.addCleanup(shutil.rmtree, foreign_dir)
+		frappe.db.commit()
+
+		dry = apply_local_retention(policy, dry_run=True)
+		self.assertEqual(len([verdict for verdict in dry if not verdict.keep]), 4)
+		self.assertTrue(all(os.path.isdir(log.backup_dir) for log in logs.values()), "dry run deleted files")
+
+		result = bench_command("backup-manager", "prune", "--policy", policy.name, "--dry-run")
+		self.assertEqual(result.returncode, 0, result.stderr)
+		self.assertIn("would prune", result.stdout)
+
+		apply_local_retention(policy)
+		expected_kept = {logs[0].name, logs[1].name, logs[2].name, pinned.name}
+		for log in [*logs.values(), extra_same_day, pinned]:
+			log.reload()
+			with self.subTest(log=log.name):
+				if log.name in expected_kept:
+					self.assertFalse(log.local_files_deleted)
+					self.assertTrue(os.path.isdir(log.backup_dir))
+				else:
+					self.assertTrue(log.local_files_deleted)
+					self.assertFalse(os.path.exists(log.backup_dir))
+					self.assertTrue(log.prune_reason)
+		self.assertTrue(os.path.isdir(foreign_dir), "retention deleted a folder it did not create")
+
+	def test_newest_successful_backup_survives_and_a_real_run_prunes_older_ones(self):
+		policy = make_policy("retention-run", with_files=0, keep_last=1)
+		first = run_now(policy.name)
+		second = run_now(policy.name)
+		self.assertEqual((first.status, second.status), ("Success", "Success"))
+		first.reload()
+		self.assertTrue(first.local_files_deleted)
+		self.assertFalse(os.path.exists(first.backup_dir))
+		self.assertTrue(os.path.isdir(second.backup_dir))
+
+	def test_log_is_read_only_except_keep_forever(self):
+		policy = make_policy("readonly", with_files=0)
+		log = run_now(policy.name)
+		log.reload()
+		log.keep_forever = 1
+		log.save()
+		log.reload()
+		log.status = "Failed"
+		with self.assertRaises(frappe.ValidationError):
+			log.save()
+
+
+class TestAlertsAndMigrate(BackupRunTestCase):
+	def test_missed_backup_alert_is_sent_once_per_window(self):
+		policy = make_policy("stale", enabled=1, alert_after_hours=2)
+		frappe.db.set_value("Backup Policy", policy.name, "creation", add_to_date(now_datetime(), hours=-5), update_modified=False)
+		frappe.db.commit()
+		filters = {"reference_doctype": "Backup Policy", "reference_name": policy.name}
+		now = now_datetime()
+		jobs.send_missed_backup_alerts(now)
+		jobs.send_missed_backup_alerts(add_to_date(now, minutes=1))
+		jobs.send_missed_backup_alerts(add_to_date(now, minutes=90))
+		self.assertEqual(frappe.db.count("Email Queue", filters), 1)
+		jobs.send_missed_backup_alerts(add_to_date(now, hours=2, minutes=1))
+		self.assertEqual(frappe.db.count("Email Queue", filters), 2)
+
+	def test_backup_before_migrate_runs_and_a_failure_stops_the_migrate(self):
+		policy = make_policy("migrate", enabled=1, with_files=0, backup_before_migrate=1)
+		jobs.backup_before_migrate()
+		self.assertEqual(
+			frappe.db.get_value("Backup Log", {"policy": policy.name}, ["trigger", "status"]),
+			("Before Migrate", "Success"),
+		)
+		real_password = frappe.conf.db_password
+		frappe.conf.db_password = "wrong-password-for-test"
+		try:
+			with self.assertRaises(jobs.BackupBeforeMigrateFailed) as caught:
+				jobs.backup_before_migrate()
+		finally:
+			frappe.conf.db_password = real_password
+		self.assertIn("BACKUP_MANAGER_SKIP_MIGRATE_BACKUP=1 bench --site", str(caught.exception))
+
+		os.environ[jobs.SKIP_MIGRATE_BACKUP_ENV] = "1"
+		self.addCleanup(os.environ.pop, jobs.SKIP_MIGRATE_BACKUP_ENV, None)
+		count = frappe.db.count("Backup Log", {"policy": policy.name})
+		jobs.backup_before_migrate()
+		self.assertEqual(frappe.db.count("Backup Log", {"policy": policy.name}), count)
