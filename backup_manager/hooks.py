@@ -4,7 +4,6 @@ app_publisher = "Backup Manager Contributors"
 app_description = "Production-grade backups for Frappe and ERPNext sites: policies, verified offsite copies, retention and tested restores"
 app_email = "maintainers@backup-manager.invalid"
 app_license = "MIT"
-required_apps = ["frappe"]
 
 export_python_type_annotations = True
 

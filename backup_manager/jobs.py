@@ -15,11 +15,22 @@ from datetime import datetime, timezone
 
 import frappe
 from frappe import _
-from frappe.utils import add_to_date, cint, get_datetime, now_datetime, time_diff_in_seconds
+from frappe.utils import (
+	add_to_date,
+	cint,
+	get_datetime,
+	now_datetime,
+	time_diff_in_seconds,
+)
 
 from backup_manager.core.alerts import missed_backup_alert_due
 from backup_manager.core.checksums import format_size
-from backup_manager.local_backup import PARTIAL_SUFFIX, BackupRequest, get_backup_dir, take_backup
+from backup_manager.local_backup import (
+	PARTIAL_SUFFIX,
+	BackupRequest,
+	get_backup_dir,
+	take_backup,
+)
 
 ACTIVE_STATUSES = ("Queued", "Running", "Uploading")
 RUN_JOB = "backup_manager.jobs.run_backup_job"
@@ -118,6 +129,9 @@ def estimate_job_timeout(policy: str) -> int:
 
 def run_backup_job(backup_log: str):
 	"""RQ job: run one queued backup."""
+	if not frappe.db.exists("Backup Log", backup_log):
+		frappe.logger("backup_manager").warning(f"Backup Log {backup_log} was deleted before its job ran")
+		return
 	execute_run(frappe.get_doc("Backup Log", backup_log))
 
 
@@ -209,9 +223,10 @@ def record_failure(log, exc: BaseException):
 
 
 def describe_error(exc: BaseException) -> str:
-	if isinstance(exc, frappe.CommandFailedError) and len(exc.args) >= 3:
-		# Frappe packs (message, stdout, stderr) into args; stderr says what went wrong.
-		return f"{exc.args[0]}: {(exc.args[2] or exc.args[1] or '').strip()}"
+	if isinstance(exc, frappe.CommandFailedError):
+		# Frappe keeps the shell's stderr on the exception; it says what went wrong.
+		detail = (getattr(exc, "err", "") or getattr(exc, "out", "") or "").strip()
+		return f"{exc}: {detail}" if detail else str(exc)
 	return str(exc) or repr(exc)
 
 
@@ -243,13 +258,20 @@ def update_policy_status(policy: str, log):
 
 def insert_log(log):
 	log.flags.written_by_backup_manager = True
-	log.insert(ignore_permissions=True)
+	try:
+		log.insert(ignore_permissions=True)
+	finally:
+		log.flags.written_by_backup_manager = False
 	frappe.db.commit()
 
 
 def save_log(log):
+	"""Save a log as Backup Manager (users may only change Keep Forever) and commit."""
 	log.flags.written_by_backup_manager = True
-	log.save(ignore_permissions=True)
+	try:
+		log.save(ignore_permissions=True)
+	finally:
+		log.flags.written_by_backup_manager = False
 	frappe.db.commit()
 
 
@@ -402,6 +424,15 @@ def send_missed_backup_alerts(now: datetime):
 			now=now,
 		):
 			continue
-		send_missed_backup_alert(frappe.get_doc("Backup Policy", policy.name))
+		try:
+			send_missed_backup_alert(frappe.get_doc("Backup Policy", policy.name))
+		except Exception:
+			frappe.db.rollback()
+			frappe.log_error(
+				title=f"Backup Manager: missed-backup alert for {policy.name} failed",
+				reference_doctype="Backup Policy",
+				reference_name=policy.name,
+			)
+		# Recorded even when sending failed: one attempt per window, never one per tick.
 		frappe.db.set_value("Backup Policy", policy.name, "last_stale_alert_at", now, update_modified=False)
 		frappe.db.commit()

@@ -17,8 +17,8 @@ import frappe
 from frappe.utils.backups import get_or_generate_backup_encryption_key, new_backup
 
 from backup_manager.core import checksums
-from backup_manager.core.errors import ArtifactError
 from backup_manager.core.encryption import encrypt_file_in_place, is_gpg_encrypted
+from backup_manager.core.errors import ArtifactError
 from backup_manager.core.manifest import (
 	DATABASE,
 	PRIVATE_FILES,

@@ -6,6 +6,7 @@ import frappe
 from frappe.utils import get_datetime, now_datetime
 
 from backup_manager.core.retention import BackupRecord, Verdict, evaluate, prune_order
+from backup_manager.jobs import save_log
 from backup_manager.local_backup import delete_backup_dir
 
 
@@ -13,7 +14,7 @@ def get_local_backup_records(policy_name: str) -> list[BackupRecord]:
 	"""Every backup of the policy whose local files still exist, as plain retention records."""
 	logs = frappe.get_all(
 		"Backup Log",
-		filters={"policy": policy_name, "status": ("in", ("Success", "Partial", "Uploading")), "local_files_deleted": 0},
+		filters={"policy": policy_name, "status": ("in", ("Success", "Partial", "Uploading", "Failed")), "local_files_deleted": 0},
 		fields=["name", "status", "started_at", "keep_forever", "backup_dir"],
 	)
 	records = []
@@ -49,7 +50,5 @@ def apply_local_retention(policy, dry_run: bool = False) -> list[Verdict]:
 		log.local_files_deleted = 1
 		log.pruned_at = now_datetime()
 		log.prune_reason = verdict.reason
-		log.flags.written_by_backup_manager = True
-		log.save(ignore_permissions=True)
-		frappe.db.commit()
+		save_log(log)
 	return verdicts

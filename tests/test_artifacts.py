@@ -8,9 +8,18 @@ import tempfile
 import unittest
 
 from backup_manager.core import checksums, layout
-from backup_manager.core.encryption import decrypt_file, encrypt_file_in_place, is_gpg_encrypted
+from backup_manager.core.encryption import (
+	decrypt_file,
+	encrypt_file_in_place,
+	is_gpg_encrypted,
+)
 from backup_manager.core.errors import ArtifactError, ChecksumMismatch, EncryptionError
-from backup_manager.core.manifest import Artifact, InstalledApp, Manifest, sha256sum_lines
+from backup_manager.core.manifest import (
+	Artifact,
+	InstalledApp,
+	Manifest,
+	sha256sum_lines,
+)
 
 
 class TempDirTestCase(unittest.TestCase):

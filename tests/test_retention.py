@@ -2,7 +2,12 @@ import unittest
 from datetime import datetime, timedelta
 
 from backup_manager.core.errors import InvalidPolicy
-from backup_manager.core.retention import BackupRecord, RetentionRules, evaluate, prune_order
+from backup_manager.core.retention import (
+	BackupRecord,
+	RetentionRules,
+	evaluate,
+	prune_order,
+)
 
 NOW = datetime(2026, 11, 28, 12, 0, 0)
 

@@ -14,7 +14,13 @@ from frappe.utils import add_to_date, get_datetime, now_datetime
 
 from backup_manager import jobs
 from backup_manager.core.checksums import sha256_file
-from backup_manager.core.manifest import DATABASE, PRIVATE_FILES, PUBLIC_FILES, SITE_CONFIG, Manifest
+from backup_manager.core.manifest import (
+	DATABASE,
+	PRIVATE_FILES,
+	PUBLIC_FILES,
+	SITE_CONFIG,
+	Manifest,
+)
 from backup_manager.local_backup import PARTIAL_SUFFIX, get_backup_root
 from backup_manager.retention import apply_local_retention
 from backup_manager.tests.utils import (
@@ -23,6 +29,7 @@ from backup_manager.tests.utils import (
 	bench_argv,
 	bench_command,
 	delete_test_policies,
+	ensure_outgoing_email_account,
 	make_policy,
 	run_worker_burst,
 	sites_path,
@@ -35,6 +42,11 @@ def run_now(policy_name: str, trigger: str = "CLI"):
 
 
 class BackupRunTestCase(FrappeTestCase):
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		ensure_outgoing_email_account()
+
 	def setUp(self):
 		frappe.set_user("Administrator")
 		delete_test_policies()
@@ -321,11 +333,11 @@ class TestLocalRetention(BackupRunTestCase):
 
 	def test_log_is_read_only_except_keep_forever(self):
 		policy = make_policy("readonly", with_files=0)
-		log = run_now(policy.name)
-		log.reload()
+		log = frappe.get_doc("Backup Log", run_now(policy.name).name)
 		log.keep_forever = 1
 		log.save()
-		log.reload()
+		log = frappe.get_doc("Backup Log", log.name)
+		self.assertTrue(log.keep_forever)
 		log.status = "Failed"
 		with self.assertRaises(frappe.ValidationError):
 			log.save()

@@ -8,9 +8,9 @@ import sys
 import frappe
 
 try:  # Frappe v16 moved the test base classes
-	from frappe.tests import IntegrationTestCase as FrappeTestCase
+	from frappe.tests import IntegrationTestCase as FrappeTestCase  # noqa: F401 (re-exported)
 except ImportError:  # Frappe v15
-	from frappe.tests.utils import FrappeTestCase
+	from frappe.tests.utils import FrappeTestCase  # noqa: F401 (re-exported)
 
 from backup_manager.local_backup import get_backup_root
 
@@ -47,6 +47,7 @@ def delete_policy(name: str):
 		if log.backup_dir and os.path.isdir(log.backup_dir):
 			shutil.rmtree(log.backup_dir)
 		frappe.delete_doc("Backup Log", log.name, force=True, ignore_permissions=True)
+	frappe.db.delete("Email Queue", {"reference_doctype": "Backup Policy", "reference_name": name})
 	if frappe.db.exists("Backup Policy", name):
 		frappe.delete_doc("Backup Policy", name, force=True, ignore_permissions=True)
 	frappe.db.commit()
@@ -83,6 +84,25 @@ def run_worker_burst(queue: str = "long") -> subprocess.CompletedProcess:
 def backup_dirs_on_disk() -> set[str]:
 	root = get_backup_root()
 	return set(os.listdir(root)) if os.path.isdir(root) else set()
+
+
+def ensure_outgoing_email_account():
+	"""Alerts are queued through a default outgoing account, as on a real site (nothing is sent in tests)."""
+	if frappe.db.exists("Email Account", {"default_outgoing": 1, "enable_outgoing": 1}):
+		return
+	frappe.get_doc(
+		{
+			"doctype": "Email Account",
+			"email_account_name": "_Test BM Outgoing",
+			"email_id": "backups@example.com",
+			"enable_outgoing": 1,
+			"default_outgoing": 1,
+			"smtp_server": "127.0.0.1",
+			"smtp_port": 2525,
+			"no_smtp_authentication": 1,
+		}
+	).insert(ignore_permissions=True)
+	frappe.db.commit()
 
 
 def make_user(email: str, roles: list[str]):

@@ -7,6 +7,7 @@ from frappe.model.document import Document
 from frappe.utils import now_datetime
 
 from backup_manager.core.storage import PROVIDER_PRESETS, S3Config, get_backend
+from backup_manager.permissions import require_backup_admin
 
 
 class InvalidBackupDestination(frappe.ValidationError):
@@ -83,7 +84,7 @@ class BackupDestination(Document):
 	@frappe.whitelist()
 	def test_connection(self):
 		"""Check the bucket exists and a probe object can be written, read and deleted."""
-		frappe.only_for("System Manager")
+		require_backup_admin()
 		report = self.get_backend().check_connection()
 		passed = report.ok
 		message = "\n".join(f"{'✔' if check.ok else '✘'} {check.name}: {check.message}" for check in report.checks)

@@ -7,6 +7,7 @@ from frappe.model import no_value_fields, table_fields
 from frappe.model.document import Document
 
 from backup_manager.core.manifest import Manifest
+from backup_manager.permissions import require_backup_admin
 
 USER_EDITABLE_FIELDS = {"keep_forever"}
 
@@ -45,5 +46,5 @@ class BackupLog(Document):
 		"""Re-check the local artifacts of this backup: sizes, sha256, gzip and tar readability."""
 		from backup_manager.verification import verify_local_backup
 
-		frappe.only_for("System Manager")
+		require_backup_admin()
 		return [check.as_dict() for check in verify_local_backup(self)]

@@ -1,14 +1,17 @@
 # Copyright (c) 2026, Backup Manager Contributors
 # License: MIT. See license.txt
 
+import re
+
 import frappe
 from frappe import _
 from frappe.model.document import Document
-from frappe.utils import get_datetime, get_time, now_datetime, split_emails, validate_email_address
+from frappe.utils import get_datetime, get_time, now_datetime, validate_email_address
 
 from backup_manager.core import schedule
 from backup_manager.core.errors import InvalidPolicy
 from backup_manager.core.retention import RetentionRules
+from backup_manager.permissions import require_backup_admin
 
 
 class InvalidBackupPolicy(frappe.ValidationError):
@@ -116,14 +119,14 @@ class BackupPolicy(Document):
 		return [row.document_type for row in self.exclude_doctypes or []] if self.partial_backup else []
 
 	def get_recipients(self) -> list[str]:
-		return [address.strip() for address in split_emails(self.recipients or "") if address.strip()]
+		return [address for address in re.split(r"[\s,;]+", self.recipients or "") if address]
 
 	@frappe.whitelist()
 	def backup_now(self):
 		"""Queue a manual run of this policy (the same path as a scheduled run)."""
 		from backup_manager.jobs import start_run
 
-		frappe.only_for("System Manager")
+		require_backup_admin()
 		log = start_run(policy=self.name, trigger="Manual")
 		return log.name
 
@@ -132,7 +135,7 @@ class BackupPolicy(Document):
 		"""Return what local retention would keep or prune now, without deleting anything."""
 		from backup_manager.retention import evaluate_local_retention
 
-		frappe.only_for("System Manager")
+		require_backup_admin()
 		return [
 			{
 				"backup_log": verdict.backup.id,

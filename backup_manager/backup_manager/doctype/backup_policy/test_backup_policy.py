@@ -3,8 +3,15 @@
 
 import frappe
 
-from backup_manager.backup_manager.doctype.backup_policy.backup_policy import InvalidBackupPolicy
-from backup_manager.tests.utils import FrappeTestCase, TEST_POLICY_PREFIX, delete_test_policies, make_user
+from backup_manager.backup_manager.doctype.backup_policy.backup_policy import (
+	InvalidBackupPolicy,
+)
+from backup_manager.tests.utils import (
+	TEST_POLICY_PREFIX,
+	FrappeTestCase,
+	delete_test_policies,
+	make_user,
+)
 
 
 def policy_doc(**values):
@@ -53,10 +60,18 @@ class TestBackupPolicyValidation(FrappeTestCase):
 		)
 
 	def test_unknown_doctype_is_refused(self):
-		self.assert_refused(
-			"Include DocTypes: unknown DocType <strong>No Such DocType</strong>. Remove it or correct its name.",
-			partial_backup=1,
-			include_doctypes=[{"document_type": "No Such DocType"}],
+		# Frappe's link validation answers first, naming the row, the field and the value.
+		with self.assertRaises(frappe.LinkValidationError) as caught:
+			policy_doc(partial_backup=1, include_doctypes=[{"document_type": "No Such DocType"}]).insert()
+		self.assertIn("Could not find Row #1: DocType: No Such DocType", str(caught.exception))
+		# Without link validation (API imports), the policy's own check names field and fix.
+		policy = policy_doc(partial_backup=1, exclude_doctypes=[{"document_type": "No Such DocType"}])
+		policy.flags.ignore_links = True
+		with self.assertRaises(InvalidBackupPolicy) as caught:
+			policy.insert()
+		self.assertIn(
+			"Exclude DocTypes: unknown DocType <strong>No Such DocType</strong>. Remove it or correct its name.",
+			str(caught.exception),
 		)
 
 	def test_bad_email_is_refused(self):
@@ -93,10 +108,13 @@ class TestBackupPolicyPermissions(FrappeTestCase):
 		frappe.set_user("bm-plain-user@example.com")
 		self.assertFalse(frappe.has_permission("Backup Policy", "read"))
 		self.assertFalse(frappe.has_permission("Backup Log", "read"))
+		from frappe.client import get as client_get
+
+		for doctype in ("Backup Policy", "Backup Log"):
+			with self.subTest(doctype=doctype), self.assertRaises(frappe.PermissionError):
+				frappe.get_list(doctype)
 		with self.assertRaises(frappe.PermissionError):
-			frappe.get_list("Backup Policy")
-		with self.assertRaises(frappe.PermissionError):
-			frappe.get_list("Backup Log")
+			client_get("Backup Policy", policy.name)
 		with self.assertRaises(frappe.PermissionError):
 			frappe.get_doc("Backup Policy", policy.name).backup_now()
 		from frappe.handler import run_doc_method
