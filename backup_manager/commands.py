@@ -21,6 +21,9 @@ def connected_site(context):
 	frappe.connect()
 	try:
 		yield site
+	except frappe.ValidationError as exc:
+		# Refusals raised with frappe.throw: show the message, not a traceback.
+		fail(frappe.utils.strip_html(str(exc)))
 	finally:
 		frappe.destroy()
 
@@ -138,26 +141,96 @@ def list_runs(context, policy, limit, as_json):
 			)
 
 
-@backup_manager.command("verify")
-@click.argument("backup_log")
-@pass_context
-def verify(context, backup_log):
-	"""Re-check a backup's local artifacts: size, sha256, gzip completeness and tar readability."""
+def get_log_or_fail(backup_log: str):
 	import frappe
 
-	from backup_manager.verification import verify_local_backup
+	if not frappe.db.exists("Backup Log", backup_log):
+		fail(f"Backup Log {backup_log!r} does not exist. See: bench --site SITE backup-manager list")
+	return frappe.get_doc("Backup Log", backup_log)
+
+
+@backup_manager.command("verify")
+@click.argument("backup_log")
+@click.option("--offsite", is_flag=True, help="Also check the objects in every destination")
+@click.option("--read-back", is_flag=True, help="With --offsite: download and hash every object")
+@pass_context
+def verify(context, backup_log, offsite, read_back):
+	"""Re-check a backup: local sizes, sha256, gzip and tar; with --offsite every destination too."""
+	from backup_manager.verification import verify_local_backup, verify_offsite_backup
 
 	with connected_site(context):
-		if not frappe.db.exists("Backup Log", backup_log):
-			fail(f"Backup Log {backup_log!r} does not exist. See: bench --site SITE backup-manager list")
-		checks = verify_local_backup(frappe.get_doc("Backup Log", backup_log))
+		log = get_log_or_fail(backup_log)
+		checks = [] if (offsite and log.local_files_deleted) else verify_local_backup(log)
+		if offsite:
+			checks += verify_offsite_backup(log, read_back=read_back)
 		for check in checks:
 			click.secho(
 				f"{'OK ' if check.ok else 'BAD'}\t{check.kind}\t{check.file_name}\t{check.message}",
 				fg="green" if check.ok else "red",
 			)
-		if not all(check.ok for check in checks):
+		if not checks or not all(check.ok for check in checks):
 			fail(f"Backup {backup_log} failed verification")
+
+
+@backup_manager.command("download")
+@click.argument("backup_log")
+@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False), help="Folder to download into")
+@click.option("--destination", help="Backup Destination to read from (default: the first complete one)")
+@pass_context
+def download(context, backup_log, to_dir, destination):
+	"""Download a backup's artifacts from a destination and verify their sha256."""
+	import os
+
+	from backup_manager.core import offsite
+	from backup_manager.offsite import get_log_destination
+
+	with connected_site(context):
+		log = get_log_or_fail(backup_log)
+		target = get_log_destination(log, destination)
+		try:
+			manifest = offsite.download_backup(
+				target.get_backend(),
+				prefix=target.path_prefix or "",
+				site=log.site,
+				backup_id=log.backup_id,
+				to_dir=os.path.abspath(to_dir),
+			)
+		except Exception as exc:
+			fail(f"Download failed: {exc}")
+		for artifact in manifest.artifacts:
+			click.secho(f"OK\t{artifact.kind}\t{os.path.join(os.path.abspath(to_dir), artifact.file_name)}\tsha256 {artifact.sha256}", fg="green")
+
+
+@backup_manager.command("retry-upload")
+@click.argument("backup_log")
+@pass_context
+def retry_upload(context, backup_log):
+	"""Retry a backup's failed offsite uploads now, in this process."""
+	from backup_manager.offsite import retry_upload as retry
+
+	with connected_site(context):
+		log = get_log_or_fail(backup_log)
+		status = retry(log.name, enqueue=False)
+		click.secho(f"{log.name}\t{status}", fg="green" if status == "Success" else "red")
+		if status != "Success":
+			fail("Upload still incomplete; see the Backup Log")
+
+
+@backup_manager.command("test-destination")
+@click.argument("destination")
+@pass_context
+def test_destination(context, destination):
+	"""Check a Backup Destination: bucket exists, keys can write, read and delete a probe."""
+	import frappe
+
+	with connected_site(context):
+		if not frappe.db.exists("Backup Destination", destination):
+			fail(f"Backup Destination {destination!r} does not exist")
+		report = frappe.get_doc("Backup Destination", destination).test_connection()
+		for check in report["checks"]:
+			click.secho(f"{'OK ' if check['ok'] else 'BAD'}\t{check['name']}\t{check['message']}", fg="green" if check["ok"] else "red")
+		if not report["ok"]:
+			fail("Connection test failed")
 
 
 @backup_manager.command("prune")
@@ -179,6 +252,26 @@ def prune(context, policy, dry_run):
 			click.echo(f"{verdict.backup.id}\t{verdict.backup.created_at}\t{action}\t{verdict.reason}")
 		if not verdicts:
 			click.echo("No local backups of this policy.")
+
+
+@backup_manager.command("restore-plan")
+@click.argument("backup_log")
+@click.option("--new-site", help="Restore into this new site (a staging clone) instead of the same site")
+@click.option("--from-destination", "destination", help="Download from this Backup Destination instead of local files")
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "sh"]), default="text", show_default=True)
+@click.option("--production", is_flag=True, help="Add the nginx/supervisor restart step")
+@click.option("--enable-scheduler", is_flag=True, help="New site: enable its scheduler (a replacement, not a copy)")
+@pass_context
+def restore_plan(context, backup_log, new_site, destination, output_format, production, enable_scheduler):
+	"""Print the exact commands that restore a backup; --format sh is a script that runs as-is."""
+	from backup_manager.restore import build_plan_for_log, render_plan
+
+	with connected_site(context):
+		log = get_log_or_fail(backup_log)
+		plan = build_plan_for_log(
+			log, new_site=new_site, destination=destination, production=production, enable_scheduler=enable_scheduler
+		)
+		click.echo(render_plan(plan, output_format), nl=False)
 
 
 commands = [backup_manager]

@@ -25,11 +25,17 @@ from frappe.utils import (
 
 from backup_manager.core.alerts import missed_backup_alert_due
 from backup_manager.core.checksums import format_size
+from backup_manager.core.restore_plan import SKIP_MIGRATE_BACKUP_ENV
 from backup_manager.local_backup import (
 	PARTIAL_SUFFIX,
 	BackupRequest,
 	get_backup_dir,
 	take_backup,
+)
+from backup_manager.offsite import (
+	get_policy_destinations,
+	retry_due_uploads,
+	upload_log,
 )
 
 ACTIVE_STATUSES = ("Queued", "Running", "Uploading")
@@ -48,7 +54,7 @@ class BackupBeforeMigrateFailed(frappe.ValidationError):
 def tick():
 	"""Every minute: fail dead runs, start due policies, raise missed-backup alerts."""
 	now = now_datetime()
-	for step in (reap_dead_runs, enqueue_due_policies, send_missed_backup_alerts):
+	for step in (reap_dead_runs, enqueue_due_policies, retry_due_uploads, send_missed_backup_alerts):
 		try:
 			step(now)
 			frappe.db.commit()
@@ -173,7 +179,11 @@ def execute_run(log):
 			notify_run(policy, log)
 			return log
 
-		record_success(log, backup_dir, manifest)
+		record_local_backup(log, backup_dir, manifest)
+		if get_policy_destinations(policy):
+			upload_log(log, policy)
+		else:
+			finish_log(log, "Success")
 		apply_retention_after_run(policy)
 		notify_run(policy, log)
 		return log
@@ -181,7 +191,8 @@ def execute_run(log):
 		release_policy_lock(log.policy)
 
 
-def record_success(log, backup_dir: str, manifest):
+def record_local_backup(log, backup_dir: str, manifest):
+	"""Write the local backup's artifacts, apps and manifest onto the log (status unchanged)."""
 	log.backup_dir = backup_dir
 	log.encrypted = manifest.encrypted
 	log.partial = manifest.partial
@@ -206,7 +217,7 @@ def record_success(log, backup_dir: str, manifest):
 	log.set("apps", [])
 	for app in manifest.apps:
 		log.append("apps", {"app": app.name, "version": app.version, "branch": app.branch, "commit": app.commit})
-	finish_log(log, "Success")
+	save_log(log)
 
 
 def record_failure(log, exc: BaseException):
@@ -343,7 +354,13 @@ def reap_dead_runs(now: datetime | None = None):
 			remove_unfinished_backup_dir(log.backup_id)
 		log.error_class = "RunDied"
 		log.error_message = reason
-		finish_log(log, "Failed")
+		final_status = "Failed"
+		if status == "Uploading":
+			# The local backup is complete: keep it, and let a later tick retry the upload.
+			log.next_upload_retry_at = now
+			if any(row.status == "Uploaded" for row in log.uploads):
+				final_status = "Partial"
+		finish_log(log, final_status)
 		notify_run(frappe.get_doc("Backup Policy", policy), log)
 
 
@@ -361,7 +378,6 @@ def is_run_job_queued(log_name: str) -> bool:
 
 # Migrate ---------------------------------------------------------------
 
-SKIP_MIGRATE_BACKUP_ENV = "BACKUP_MANAGER_SKIP_MIGRATE_BACKUP"
 
 
 def backup_before_migrate():

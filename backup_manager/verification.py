@@ -18,6 +18,36 @@ class Check:
 		return asdict(self)
 
 
+def verify_offsite_backup(log, read_back: bool = False) -> list[Check]:
+	"""Check a log's objects in every destination it was uploaded to: exist, size, checksum."""
+	import frappe
+
+	from backup_manager.core import offsite
+	from backup_manager.core.manifest import Manifest
+
+	destinations = list(dict.fromkeys(row.destination for row in log.uploads))
+	if not destinations or not log.manifest:
+		return [Check("", "", False, f"Backup Log {log.name} was not uploaded to any destination.")]
+	manifest = Manifest.from_json(log.manifest)
+	checks = []
+	for name in destinations:
+		destination = frappe.get_doc("Backup Destination", name)
+		try:
+			results = offsite.verify_remote_backup(
+				destination.get_backend(),
+				manifest,
+				prefix=destination.path_prefix or "",
+				site=log.site,
+				read_back=read_back,
+			)
+		except Exception as exc:
+			checks.append(Check("", name, False, f"{name}: {exc}"))
+			continue
+		for result in results:
+			checks.append(Check(result.kind, f"{name}:{result.key}", result.ok, f"{result.check}: {result.message}"))
+	return checks
+
+
 def verify_local_backup(log) -> list[Check]:
 	"""Check every artifact of a log: present, same size and sha256, gzip complete, tars readable."""
 	if log.local_files_deleted:

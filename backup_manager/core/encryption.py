@@ -11,7 +11,7 @@ import subprocess
 
 from backup_manager.core.errors import EncryptionError
 
-GPG_BASE_ARGS = ("--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase-fd", "0")
+GPG_BASE_ARGS = ("--batch", "--yes", "--quiet", "--no-symkey-cache", "--pinentry-mode", "loopback", "--passphrase-fd", "0")
 
 
 def gpg_path() -> str:

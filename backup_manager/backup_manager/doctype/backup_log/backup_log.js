@@ -23,6 +23,14 @@ frappe.ui.form.on("Backup Log", {
 				});
 			});
 		}
+		if (["Partial", "Failed"].includes(frm.doc.status) && frm.doc.manifest && !frm.doc.local_files_deleted) {
+			frm.add_custom_button(__("Retry Upload"), () => {
+				frm.call("retry_upload").then(() => {
+					frappe.show_alert({ message: __("Upload retry queued"), indicator: "blue" });
+					frm.reload_doc();
+				});
+			});
+		}
 		if (frm.doc.policy) {
 			frm.add_custom_button(__("Policy"), () => frappe.set_route("Form", "Backup Policy", frm.doc.policy));
 		}

@@ -42,6 +42,14 @@ class BackupLog(Document):
 		return Manifest.from_json(self.manifest) if self.manifest else None
 
 	@frappe.whitelist()
+	def retry_upload(self):
+		"""Queue a retry of this backup's failed offsite uploads."""
+		from backup_manager.offsite import retry_upload
+
+		require_backup_admin()
+		retry_upload(self.name)
+
+	@frappe.whitelist()
 	def verify(self):
 		"""Re-check the local artifacts of this backup: sizes, sha256, gzip and tar readability."""
 		from backup_manager.verification import verify_local_backup
