@@ -1058,9 +1058,7 @@ class TestOffsiteToolContract(unittest.TestCase):
 
 		plan = build_restore_plan(
 			make_manifest(),
-			make_options(
-				local_dir=None, source=make_source(prefix="-backups", addressing_style="virtual")
-			),
+			make_options(local_dir=None, source=make_source(prefix="-backups", addressing_style="virtual")),
 		)
 		arguments = shlex.split(commands_of(plan, "download")[1])
 		self.assertEqual(arguments[:3], ["./env/bin/python", "-m", "backup_manager.core.offsite_tool"])
@@ -1072,7 +1070,7 @@ class TestOffsiteToolContract(unittest.TestCase):
 				"acme-backups",
 				"https://s3.eu-central-1.wasabisys.com",
 				"eu-central-1",
-				"-odd prefix",
+				"-backups",
 			),
 		)
 		self.assertEqual(
