@@ -44,9 +44,13 @@ config = json.load(open(path))
 if not config.get("root_password"):
 	sys.exit("sites/common_site_config.json has no root_password: add the MariaDB root password there (see README, Development bench)")
 PY
-	bench_ new-site "$TEST_SITE" --admin-password "$ADMIN_PASSWORD" --no-mariadb-socket >/dev/null
+	bench_ new-site "$TEST_SITE" --admin-password "$ADMIN_PASSWORD" >/dev/null
+	# Complete the setup wizard in UTC: otherwise run-tests completes it with America/New_York,
+	# and scheduled times in the tests would be read hours apart.
+	bench_ --site "$TEST_SITE" execute frappe.desk.page.setup_wizard.setup_wizard.setup_complete --kwargs \
+		'{"args": {"language": "English", "email": "bm-admin@example.com", "full_name": "BM Admin", "password": "'"$ADMIN_PASSWORD"'", "country": "United States", "timezone": "UTC", "currency": "USD"}}' >/dev/null
 fi
-bench_ --site "$TEST_SITE" set-config allow_tests true --parse >/dev/null
+bench_ --site "$TEST_SITE" set-config allow_tests 1 >/dev/null
 if ! bench_ --site "$TEST_SITE" list-apps 2>/dev/null | grep -q '^backup_manager'; then
 	bench_ --site "$TEST_SITE" install-app backup_manager
 fi

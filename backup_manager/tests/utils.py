@@ -17,10 +17,16 @@ from backup_manager.local_backup import get_backup_root
 TEST_POLICY_PREFIX = "_Test BM "
 
 
+# Policies made by this test process: cleanup removes only these, so test modules running
+# at the same time on the same site do not delete each other's policies.
+CREATED_POLICIES: set[str] = set()
+
+
 def make_policy(name: str, **values):
 	"""Insert (or replace) a committed test policy; defaults keep it small and off the scheduler."""
 	full_name = TEST_POLICY_PREFIX + name
 	delete_policy(full_name)
+	CREATED_POLICIES.add(full_name)
 	policy = frappe.get_doc(
 		{
 			"doctype": "Backup Policy",
@@ -54,8 +60,9 @@ def delete_policy(name: str):
 
 
 def delete_test_policies():
-	for name in frappe.get_all("Backup Policy", filters={"name": ("like", TEST_POLICY_PREFIX + "%")}, pluck="name"):
+	for name in sorted(CREATED_POLICIES):
 		delete_policy(name)
+	CREATED_POLICIES.clear()
 
 
 def bench_command(*args: str, timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:

@@ -1,0 +1,465 @@
+"""Offsite copies of backups: upload, list, retention, verification and download over a backend.
+
+The bucket holds `<prefix>/<site>/<backup id>/<file>` (core.layout). A backup is complete once
+its manifest.json is there: it is written last, only after every artifact was uploaded and
+verified, and retention deletes it first, so an interrupted run never leaves a backup that
+looks complete but is not. Keys that do not parse into the layout are never touched.
+"""
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from backup_manager.core import layout
+from backup_manager.core.checksums import sha256_file
+from backup_manager.core.errors import (
+	ArtifactError,
+	BackupManagerError,
+	ChecksumMismatch,
+	StorageError,
+)
+from backup_manager.core.manifest import MANIFEST_FILE_NAME, Artifact, Manifest
+from backup_manager.core.retention import (
+	BackupRecord,
+	RetentionRules,
+	evaluate,
+	prune_order,
+)
+from backup_manager.core.storage import ObjectInfo, StorageBackend
+
+logger = logging.getLogger(__name__)
+
+UPLOADED = "Uploaded"
+FAILED = "Failed"
+SKIPPED = "Skipped"
+# ArtifactUploadResult.kind of the completion marker (artifact kinds come from core.manifest).
+MANIFEST_KIND = "manifest"
+
+KEEP = "keep"
+DELETED = "deleted"
+WOULD_DELETE = "would delete"
+LOCKED = "locked"
+DELETE_FAILED = "failed"
+
+CHECK_EXISTS = "exists"
+CHECK_SIZE = "size"
+CHECK_CHECKSUM = "checksum"
+CHECK_CONTENT = "content"
+
+BACKUP_ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+DEFAULT_UPLOAD_WORKERS = 2
+
+
+@dataclass
+class ArtifactUploadResult:
+	kind: str
+	key: str
+	status: str
+	bytes: int
+	duration_seconds: float
+	error: str = ""
+	verified_by: str = ""
+
+
+@dataclass
+class RemoteBackup:
+	backup_id: str
+	created_at: datetime
+	objects: list[ObjectInfo] = field(default_factory=list)
+	manifest: Manifest | None = None
+	complete: bool = False
+	# Why the backup is not complete, in plain words ("" when it is).
+	problem: str = ""
+	locked_until: datetime | None = None
+
+	@property
+	def keys(self) -> list[str]:
+		return [item.key for item in self.objects]
+
+	@property
+	def size(self) -> int:
+		return sum(item.size for item in self.objects)
+
+
+@dataclass
+class OffsiteRetentionResult:
+	backup_id: str
+	created_at: datetime
+	keep: bool
+	# KEEP, DELETED, WOULD_DELETE (dry run), LOCKED or DELETE_FAILED.
+	action: str
+	reason: str
+	complete: bool
+	keys: list[str] = field(default_factory=list)
+	size: int = 0
+	error: str = ""
+
+
+@dataclass
+class RemoteCheck:
+	kind: str
+	key: str
+	check: str
+	ok: bool
+	message: str
+
+
+def backup_created_at(backup_id: str) -> datetime | None:
+	"""Return the UTC time a backup id was taken at ("20261128T064500Z-..."), or None."""
+	try:
+		return datetime.strptime(backup_id[:16], BACKUP_ID_TIME_FORMAT).replace(tzinfo=timezone.utc)
+	except ValueError:
+		return None
+
+
+def upload_backup(
+	backend: StorageBackend,
+	manifest: Manifest,
+	local_dir: str,
+	*,
+	prefix: str,
+	site: str,
+	max_workers: int = DEFAULT_UPLOAD_WORKERS,
+) -> list[ArtifactUploadResult]:
+	"""Upload and verify every artifact, then the manifest last; report each, never raise for one."""
+	artifacts = list(manifest.artifacts)
+	with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="backup-manager-upload") as pool:
+		futures = [
+			pool.submit(_upload_artifact, backend, artifact, local_dir, prefix, site, manifest.backup_id)
+			for artifact in artifacts
+		]
+		results = [future.result() for future in futures]
+
+	manifest_key = layout.manifest_key(prefix, site, manifest.backup_id)
+	failed = [result for result in results if result.status != UPLOADED]
+	if failed:
+		results.append(
+			ArtifactUploadResult(
+				kind=MANIFEST_KIND,
+				key=manifest_key,
+				status=SKIPPED,
+				bytes=0,
+				duration_seconds=0.0,
+				error=f"not written because {len(failed)} artifact(s) failed; this offsite copy stays incomplete",
+			)
+		)
+		return results
+	results.append(_upload_manifest(backend, manifest, manifest_key))
+	return results
+
+
+def _upload_artifact(
+	backend: StorageBackend, artifact: Artifact, local_dir: str, prefix: str, site: str, backup_id: str
+) -> ArtifactUploadResult:
+	key = layout.object_key(prefix, site, backup_id, artifact.file_name)
+	started = time.monotonic()
+	try:
+		upload = backend.upload_file(
+			os.path.join(local_dir, artifact.file_name),
+			key,
+			size=artifact.size,
+			sha256=artifact.sha256,
+			metadata={"backup-id": backup_id, "kind": artifact.kind},
+		)
+	except Exception as exc:
+		error = _describe_failure(exc)
+		logger.warning("Offsite upload of %s failed: %s", key, error)
+		return ArtifactUploadResult(
+			kind=artifact.kind,
+			key=key,
+			status=FAILED,
+			bytes=0,
+			duration_seconds=time.monotonic() - started,
+			error=error,
+		)
+	return ArtifactUploadResult(
+		kind=artifact.kind,
+		key=key,
+		status=UPLOADED,
+		bytes=upload.size,
+		duration_seconds=upload.duration_seconds,
+		verified_by=upload.verified_by,
+	)
+
+
+def _upload_manifest(backend: StorageBackend, manifest: Manifest, key: str) -> ArtifactUploadResult:
+	started = time.monotonic()
+	try:
+		upload = backend.upload_bytes(manifest.to_json().encode(), key, metadata={"backup-id": manifest.backup_id})
+	except Exception as exc:
+		error = _describe_failure(exc)
+		logger.warning("Writing the offsite manifest %s failed: %s", key, error)
+		return ArtifactUploadResult(MANIFEST_KIND, key, FAILED, 0, time.monotonic() - started, error)
+	return ArtifactUploadResult(
+		MANIFEST_KIND, key, UPLOADED, upload.size, upload.duration_seconds, verified_by=upload.verified_by
+	)
+
+
+def _describe_failure(exc: BaseException) -> str:
+	# Our own errors carry checked, secret-free messages; anything else only names its type,
+	# since a library's text could quote a request.
+	if isinstance(exc, BackupManagerError):
+		return str(exc)
+	logger.exception("Unexpected error during an offsite operation")
+	return f"unexpected {type(exc).__name__}; see the error log"
+
+
+def list_remote_backups(
+	backend: StorageBackend, *, prefix: str, site: str, check_locks: bool = True
+) -> list[RemoteBackup]:
+	"""Return the site's offsite backups, newest first; raise StorageError if listing or reading fails."""
+	folder = layout.site_prefix(prefix, site)
+	grouped: dict[str, list[ObjectInfo]] = {}
+	for item in backend.list_objects(folder):
+		parsed = layout.parse_backup_key(folder, item.key)
+		if parsed is None:
+			continue
+		backup_id, _file_name = parsed
+		if backup_created_at(backup_id) is None:
+			continue
+		grouped.setdefault(backup_id, []).append(item)
+
+	backups = []
+	for backup_id, objects in grouped.items():
+		backup = RemoteBackup(
+			backup_id=backup_id,
+			created_at=backup_created_at(backup_id),
+			objects=sorted(objects, key=lambda item: item.key),
+		)
+		_read_manifest(backend, backup, folder)
+		if check_locks:
+			lock_key = layout.manifest_key(prefix, site, backup_id)
+			backup.locked_until = backend.object_locked_until(lock_key if lock_key in backup.keys else backup.keys[0])
+		backups.append(backup)
+	return sorted(backups, key=lambda backup: (backup.created_at, backup.backup_id), reverse=True)
+
+
+def _read_manifest(backend: StorageBackend, backup: RemoteBackup, folder: str) -> None:
+	"""Fill manifest/complete/problem; a read failure raises (a missed manifest could get a backup pruned)."""
+	manifest_key = f"{folder}{backup.backup_id}/{MANIFEST_FILE_NAME}"
+	if manifest_key not in backup.keys:
+		backup.problem = "no manifest.json: the upload did not finish"
+		return
+	data = backend.read_bytes(manifest_key)
+	try:
+		manifest = Manifest.from_json(data.decode())
+	except (ValueError, TypeError, UnicodeDecodeError) as exc:
+		backup.problem = f"manifest.json cannot be read: {exc}"
+		return
+	backup.manifest = manifest
+	if manifest.backup_id != backup.backup_id:
+		backup.problem = f"manifest.json belongs to backup {manifest.backup_id}"
+		return
+	sizes = {item.key: item.size for item in backup.objects}
+	for artifact in manifest.artifacts:
+		key = f"{folder}{backup.backup_id}/{artifact.file_name}"
+		if key not in sizes:
+			backup.problem = f"{artifact.file_name} is missing"
+			return
+		if sizes[key] != artifact.size:
+			backup.problem = f"{artifact.file_name} is {sizes[key]} bytes, the manifest records {artifact.size}"
+			return
+	backup.complete = True
+
+
+def apply_offsite_retention(
+	backend: StorageBackend,
+	*,
+	prefix: str,
+	site: str,
+	rules: RetentionRules,
+	pinned_ids: Iterable[str] = (),
+	now: datetime,
+	dry_run: bool = False,
+) -> list[OffsiteRetentionResult]:
+	"""Decide and (unless dry_run) delete offsite backups oldest first; return a result per backup."""
+	rules.validate()
+	now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+	pinned = set(pinned_ids)
+	# A failed listing raises here, before anything is decided or deleted.
+	backups = list_remote_backups(backend, prefix=prefix, site=site, check_locks=False)
+	by_id = {backup.backup_id: backup for backup in backups}
+	verdicts = evaluate(
+		[
+			BackupRecord(id=backup.backup_id, created_at=backup.created_at, good=backup.complete, pinned=backup.backup_id in pinned)
+			for backup in backups
+		],
+		rules,
+	)
+	results: dict[str, OffsiteRetentionResult] = {}
+	for verdict in verdicts:
+		backup = by_id[verdict.backup.id]
+		reason = verdict.reason if backup.complete else f"{verdict.reason} ({backup.problem})"
+		results[backup.backup_id] = OffsiteRetentionResult(
+			backup_id=backup.backup_id,
+			created_at=backup.created_at,
+			keep=verdict.keep,
+			action=KEEP if verdict.keep else WOULD_DELETE,
+			reason=reason,
+			complete=backup.complete,
+			keys=backup.keys,
+			size=backup.size,
+		)
+
+	newest_complete = next((backup.backup_id for backup in backups if backup.complete), None)
+	for verdict in prune_order(verdicts):
+		backup = by_id[verdict.backup.id]
+		result = results[backup.backup_id]
+		# evaluate() already keeps these; checked again because a wrong delete cannot be undone.
+		if backup.backup_id == newest_complete or backup.backup_id in pinned:
+			result.keep, result.action = True, KEEP
+			continue
+		try:
+			locked_until = _latest_lock(backend, backup)
+		except StorageError as exc:
+			result.keep, result.action, result.error = True, DELETE_FAILED, f"Object Lock unknown, kept: {exc}"
+			continue
+		if locked_until and locked_until > now:
+			result.keep, result.action = True, LOCKED
+			result.reason = f"locked until {locked_until:%Y-%m-%d %H:%M} UTC (Object Lock); retention alone: {result.reason}"
+			continue
+		if dry_run:
+			continue
+		try:
+			_delete_backup(backend, backup, layout.site_prefix(prefix, site))
+		except StorageError as exc:
+			result.action, result.error = DELETE_FAILED, str(exc)
+			logger.warning("Deleting offsite backup %s failed: %s", backup.backup_id, exc)
+			continue
+		result.action = DELETED
+		logger.info("Deleted offsite backup %s (%s)", backup.backup_id, result.reason)
+	return [results[verdict.backup.id] for verdict in verdicts]
+
+
+def _latest_lock(backend: StorageBackend, backup: RemoteBackup) -> datetime | None:
+	dates = [date for date in (backend.object_locked_until(key) for key in backup.keys) if date]
+	return max(dates) if dates else None
+
+
+def _delete_backup(backend: StorageBackend, backup: RemoteBackup, folder: str) -> None:
+	# The manifest goes first: if the run stops halfway, what is left is visibly incomplete.
+	manifest_key = f"{folder}{backup.backup_id}/{MANIFEST_FILE_NAME}"
+	if manifest_key in backup.keys:
+		backend.delete_objects([manifest_key])
+	rest = [key for key in backup.keys if key != manifest_key]
+	if rest:
+		backend.delete_objects(rest)
+
+
+def verify_remote_backup(
+	backend: StorageBackend, manifest: Manifest, *, prefix: str, site: str, read_back: bool = False
+) -> list[RemoteCheck]:
+	"""Check that the manifest and every artifact are offsite, with the right size and checksum."""
+	checks: list[RemoteCheck] = []
+	manifest_key = layout.manifest_key(prefix, site, manifest.backup_id)
+	try:
+		remote_manifest = Manifest.from_json(backend.read_bytes(manifest_key).decode())
+	except StorageError as exc:
+		checks.append(RemoteCheck(MANIFEST_KIND, manifest_key, CHECK_EXISTS, False, str(exc)))
+	except (ValueError, TypeError, UnicodeDecodeError) as exc:
+		checks.append(RemoteCheck(MANIFEST_KIND, manifest_key, CHECK_CONTENT, False, f"cannot be read: {exc}"))
+	else:
+		checks.append(RemoteCheck(MANIFEST_KIND, manifest_key, CHECK_EXISTS, True, "present"))
+		same = _artifact_fingerprint(remote_manifest) == _artifact_fingerprint(manifest)
+		checks.append(
+			RemoteCheck(
+				MANIFEST_KIND,
+				manifest_key,
+				CHECK_CONTENT,
+				same,
+				"lists the same artifacts" if same else "lists other artifacts than this backup's manifest",
+			)
+		)
+
+	for artifact in manifest.artifacts:
+		key = layout.object_key(prefix, site, manifest.backup_id, artifact.file_name)
+		try:
+			info = backend.head(key)
+		except StorageError as exc:
+			checks.append(RemoteCheck(artifact.kind, key, CHECK_EXISTS, False, str(exc)))
+			continue
+		if info is None:
+			checks.append(RemoteCheck(artifact.kind, key, CHECK_EXISTS, False, "missing offsite"))
+			continue
+		checks.append(RemoteCheck(artifact.kind, key, CHECK_EXISTS, True, "present"))
+		if info.size != artifact.size:
+			checks.append(
+				RemoteCheck(
+					artifact.kind, key, CHECK_SIZE, False, f"{info.size} bytes offsite, {artifact.size} recorded"
+				)
+			)
+			continue
+		checks.append(RemoteCheck(artifact.kind, key, CHECK_SIZE, True, f"{info.size} bytes"))
+		try:
+			verified_by = backend.verify_object(key, artifact.size, artifact.sha256, read_back=read_back)
+		except (ChecksumMismatch, StorageError) as exc:
+			checks.append(RemoteCheck(artifact.kind, key, CHECK_CHECKSUM, False, str(exc)))
+			continue
+		checks.append(RemoteCheck(artifact.kind, key, CHECK_CHECKSUM, True, f"verified by {verified_by}"))
+	return checks
+
+
+def _artifact_fingerprint(manifest: Manifest) -> list[tuple]:
+	return sorted((item.kind, item.file_name, item.size, item.sha256) for item in manifest.artifacts)
+
+
+def download_backup(backend: StorageBackend, *, prefix: str, site: str, backup_id: str, to_dir: str) -> Manifest:
+	"""Download a backup's manifest and artifacts into to_dir, each verified against its sha256."""
+	manifest_key = layout.manifest_key(prefix, site, backup_id)
+	try:
+		data = backend.read_bytes(manifest_key)
+	except StorageError as exc:
+		raise StorageError(
+			f"Backup {backup_id} of {site} has no readable manifest ({exc}). It is incomplete or the id is "
+			"wrong; list the backups to see the complete ones."
+		) from exc
+	try:
+		manifest = Manifest.from_json(data.decode())
+	except (ValueError, TypeError, UnicodeDecodeError) as exc:
+		raise ArtifactError(f"{manifest_key} is not a valid manifest: {exc}") from exc
+	if manifest.backup_id != backup_id:
+		raise ArtifactError(f"{manifest_key} describes backup {manifest.backup_id}, not {backup_id}.")
+	for artifact in manifest.artifacts:
+		# The manifest comes from the bucket: a file name must not lead outside to_dir.
+		name = artifact.file_name
+		if not name or os.path.basename(name) != name or name in (".", "..") or "\\" in name:
+			raise ArtifactError(f"{manifest_key} names an unsafe file {artifact.file_name!r}; nothing was downloaded.")
+
+	os.makedirs(to_dir, exist_ok=True)
+	for artifact in manifest.artifacts:
+		key = layout.object_key(prefix, site, backup_id, artifact.file_name)
+		final_path = os.path.join(to_dir, artifact.file_name)
+		part_path = f"{final_path}.part"
+		try:
+			backend.download_file(key, part_path)
+			_verify_download(part_path, artifact.file_name, key, artifact.size, artifact.sha256)
+			os.replace(part_path, final_path)
+		finally:
+			if os.path.exists(part_path):
+				os.remove(part_path)
+		logger.info("Downloaded and verified %s", key)
+
+	manifest_path = os.path.join(to_dir, MANIFEST_FILE_NAME)
+	with open(f"{manifest_path}.part", "wb") as handle:
+		handle.write(data)
+	os.replace(f"{manifest_path}.part", manifest_path)
+	return manifest
+
+
+def _verify_download(path: str, file_name: str, key: str, size: int, sha256: str) -> None:
+	actual_size = os.path.getsize(path)
+	if actual_size != size:
+		raise ChecksumMismatch(
+			f"Downloaded {file_name} is {actual_size} bytes, the manifest records {size}: the offsite copy "
+			f"{key} is damaged. Nothing was kept; use another backup."
+		)
+	actual = sha256_file(path)
+	if actual != sha256:
+		raise ChecksumMismatch(
+			f"Downloaded {file_name} has sha256 {actual}, the manifest records {sha256}: the "
+			f"offsite copy {key} is damaged. Nothing was kept; use another backup."
+		)

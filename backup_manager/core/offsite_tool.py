@@ -1,0 +1,197 @@
+"""List, verify and download offsite backups without a working site (no frappe import).
+
+For the day the site is gone: run it with the bench's Python (or any Python with boto3),
+
+	AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \\
+	python -m backup_manager.core.offsite_tool list --bucket B --endpoint-url U --site S
+	python -m backup_manager.core.offsite_tool download --bucket B ... --site S --backup-id ID --to DIR
+
+Credentials come only from the standard environment variables (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), never from the command line, where any user could
+read them in the process list. AWS_DEFAULT_REGION and AWS_ENDPOINT_URL are honoured too.
+Exit status: 0 when it worked, 1 on failure (2 for a command line argparse rejects).
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from backup_manager.core.errors import BackupManagerError
+from backup_manager.core.offsite import (
+	CHECK_EXISTS,
+	download_backup,
+	list_remote_backups,
+	verify_remote_backup,
+)
+from backup_manager.core.storage import (
+	AMAZON_S3,
+	OTHER_S3_COMPATIBLE,
+	S3Config,
+	StorageBackend,
+	get_backend,
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+RED = "\033[31m"
+RESET = "\033[0m"
+
+
+class ToolError(BackupManagerError):
+	"""A problem with how the tool was called, e.g. missing credentials."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+	parser = argparse.ArgumentParser(
+		prog="python -m backup_manager.core.offsite_tool",
+		description="List, verify and download Backup Manager offsite backups without a site. "
+		"Credentials are read from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN).",
+	)
+	commands = parser.add_subparsers(dest="command", required=True)
+	for name, help_text in (
+		("list", "list the offsite backups of a site"),
+		("verify", "check that a backup's files are offsite with the right size and checksum"),
+		("download", "download a backup and verify every file's sha256"),
+	):
+		command = commands.add_parser(name, help=help_text)
+		command.add_argument("--bucket", required=True)
+		command.add_argument("--endpoint-url", default="", help="default: AWS_ENDPOINT_URL, else Amazon S3")
+		command.add_argument("--region", default="", help="default: AWS_DEFAULT_REGION, else us-east-1")
+		command.add_argument("--prefix", default="", help="the policy's Prefix, if it has one")
+		command.add_argument("--site", required=True, help="the site name, e.g. erp.example.com")
+		command.add_argument("--addressing-style", choices=("auto", "path", "virtual"), default="auto")
+		if name in ("verify", "download"):
+			command.add_argument("--backup-id", required=True)
+		if name == "verify":
+			command.add_argument("--read-back", action="store_true", help="download and hash every file")
+		if name == "download":
+			command.add_argument("--to", required=True, dest="to_dir", help="folder to download into")
+	return parser
+
+
+def config_from(arguments: argparse.Namespace, environ: dict) -> S3Config:
+	"""Build the storage configuration from arguments and the standard AWS environment variables."""
+	access_key_id = environ.get("AWS_ACCESS_KEY_ID", "")
+	secret_access_key = environ.get("AWS_SECRET_ACCESS_KEY", "")
+	if not access_key_id or not secret_access_key:
+		raise ToolError(
+			"Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment (never on the command line)."
+		)
+	endpoint_url = arguments.endpoint_url or environ.get("AWS_ENDPOINT_URL", "")
+	return S3Config(
+		provider=OTHER_S3_COMPATIBLE if endpoint_url else AMAZON_S3,
+		endpoint_url=endpoint_url,
+		region=arguments.region or environ.get("AWS_DEFAULT_REGION", "") or environ.get("AWS_REGION", ""),
+		bucket=arguments.bucket,
+		prefix=arguments.prefix,
+		addressing_style=arguments.addressing_style,
+		access_key_id=access_key_id,
+		secret_access_key=secret_access_key,
+		session_token=environ.get("AWS_SESSION_TOKEN", ""),
+		# Reading needs no checksum headers, and an unknown provider might reject them.
+		additional_checksums=False,
+	)
+
+
+def format_size(size: int) -> str:
+	value = float(size)
+	for unit in ("B", "KB", "MB", "GB", "TB"):
+		if value < 1024 or unit == "TB":
+			return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+		value /= 1024
+	return f"{size} B"
+
+
+def run_list(backend: StorageBackend, arguments: argparse.Namespace) -> int:
+	backups = list_remote_backups(backend, prefix=arguments.prefix, site=arguments.site)
+	if not backups:
+		print(f"No backups of {arguments.site} in {backend.describe()}")
+		return EXIT_OK
+	rows = [("BACKUP ID", "CREATED (UTC)", "COMPLETE", "SIZE", "LOCKED UNTIL", "APPS")]
+	for backup in backups:
+		apps = ", ".join(f"{app.name} {app.version}" for app in backup.manifest.apps) if backup.manifest else ""
+		rows.append(
+			(
+				backup.backup_id,
+				f"{backup.created_at:%Y-%m-%d %H:%M:%S}",
+				"yes" if backup.complete else f"no: {backup.problem}",
+				format_size(backup.size),
+				f"{backup.locked_until:%Y-%m-%d}" if backup.locked_until else "",
+				apps,
+			)
+		)
+	widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+	for row in rows:
+		print("  ".join(value.ljust(width) for value, width in zip(row, widths)) + "  " + row[-1])
+	complete = sum(1 for backup in backups if backup.complete)
+	print(f"{len(backups)} backup(s), {complete} complete, in {backend.describe()}")
+	return EXIT_OK
+
+
+def run_verify(backend: StorageBackend, arguments: argparse.Namespace) -> int:
+	backups = list_remote_backups(backend, prefix=arguments.prefix, site=arguments.site, check_locks=False)
+	backup = next((backup for backup in backups if backup.backup_id == arguments.backup_id), None)
+	if backup is None:
+		raise ToolError(f"No backup {arguments.backup_id} of {arguments.site} in {backend.describe()}.")
+	if backup.manifest is None:
+		raise ToolError(f"Backup {arguments.backup_id} is incomplete: {backup.problem}.")
+	checks = verify_remote_backup(
+		backend, backup.manifest, prefix=arguments.prefix, site=arguments.site, read_back=arguments.read_back
+	)
+	for check in checks:
+		state = "ok" if check.ok else "FAILED"
+		print(f"{state:6}  {check.kind:14} {check.check:9} {check.key}: {check.message}")
+	failed = [check for check in checks if not check.ok]
+	if failed:
+		missing = sum(1 for check in failed if check.check == CHECK_EXISTS)
+		raise ToolError(f"{len(failed)} check(s) failed ({missing} missing file(s)) for backup {arguments.backup_id}.")
+	print(f"Backup {arguments.backup_id} verified: {len(checks)} checks passed.")
+	return EXIT_OK
+
+
+def run_download(backend: StorageBackend, arguments: argparse.Namespace) -> int:
+	manifest = download_backup(
+		backend,
+		prefix=arguments.prefix,
+		site=arguments.site,
+		backup_id=arguments.backup_id,
+		to_dir=arguments.to_dir,
+	)
+	for artifact in manifest.artifacts:
+		path = os.path.join(arguments.to_dir, artifact.file_name)
+		print(f"{path}  {format_size(artifact.size)}  sha256 {artifact.sha256} verified")
+	print(os.path.join(arguments.to_dir, "manifest.json"))
+	print(
+		f"Downloaded backup {manifest.backup_id} of {manifest.site} "
+		f"({'encrypted with gpg' if manifest.encrypted else 'not encrypted'})."
+	)
+	return EXIT_OK
+
+
+COMMANDS = {"list": run_list, "verify": run_verify, "download": run_download}
+
+
+def print_error(message: str) -> None:
+	if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+		message = f"{RED}{message}{RESET}"
+	print(message, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None, environ: dict | None = None) -> int:
+	"""Run the tool; return the exit status instead of exiting, so tests can call it."""
+	arguments = build_parser().parse_args(argv)
+	environ = dict(os.environ if environ is None else environ)
+	try:
+		backend = get_backend(config_from(arguments, environ))
+		return COMMANDS[arguments.command](backend, arguments)
+	except BackupManagerError as exc:
+		print_error(f"Error: {exc}")
+		return EXIT_FAILURE
+	except KeyboardInterrupt:
+		print_error("Interrupted.")
+		return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+	sys.exit(main())
