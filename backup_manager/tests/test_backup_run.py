@@ -378,3 +378,44 @@ class TestAlertsAndMigrate(BackupRunTestCase):
 		count = frappe.db.count("Backup Log", {"policy": policy.name})
 		jobs.backup_before_migrate()
 		self.assertEqual(frappe.db.count("Backup Log", {"policy": policy.name}), count)
+
+
+class TestEncryptedBackup(BackupRunTestCase):
+	def set_encrypt_backup(self, value: int):
+		frappe.db.set_single_value("System Settings", "encrypt_backup", value)
+		frappe.db.commit()
+		frappe.clear_document_cache("System Settings", "System Settings")
+		if hasattr(frappe.local, "system_settings"):
+			del frappe.local.system_settings
+
+	def test_encrypted_backup_encrypts_every_artifact_including_the_site_config(self):
+		import json
+		import tempfile
+
+		from frappe.utils.backups import get_or_generate_backup_encryption_key
+
+		from backup_manager.core.checksums import verify_gzip_complete
+		from backup_manager.core.encryption import decrypt_file, is_gpg_encrypted
+
+		self.set_encrypt_backup(1)
+		self.addCleanup(self.set_encrypt_backup, 0)
+		log = run_now(make_policy("encrypted").name)
+		self.assertEqual(log.status, "Success", log.error_message)
+		self.assertTrue(log.encrypted)
+		self.assertEqual(len(log.artifacts), 4)
+		for row in log.artifacts:
+			with self.subTest(kind=row.kind):
+				self.assertTrue(row.encrypted)
+				self.assertTrue(is_gpg_encrypted(row.local_path))
+
+		key = get_or_generate_backup_encryption_key()
+		self.assertNotIn(key, json.dumps(log.as_dict(), default=str))
+		with tempfile.TemporaryDirectory() as folder:
+			database = next(row for row in log.artifacts if row.kind == DATABASE)
+			decrypt_file(database.local_path, os.path.join(folder, "db.sql.gz"), key)
+			verify_gzip_complete(os.path.join(folder, "db.sql.gz"))
+			config = next(row for row in log.artifacts if row.kind == SITE_CONFIG)
+			decrypt_file(config.local_path, os.path.join(folder, "config.json"), key)
+			with open(os.path.join(folder, "config.json")) as handle:
+				self.assertEqual(json.load(handle)["db_name"], frappe.conf.db_name)
+		self.assertTrue(all(check.ok for check in verify_local_backup(log)))

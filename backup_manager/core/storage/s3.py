@@ -636,7 +636,6 @@ class S3Backend(StorageBackend):
 
 	def _abort_uploads_for_key(self, key: str) -> int:
 		"""Abort every unfinished multipart upload of exactly `key`; never raise."""
-		return 0
 		# The key holds a unique backup id, so an unfinished upload of it can only be ours.
 		aborted = 0
 		try:

@@ -15,6 +15,36 @@ class InvalidBackupDestination(frappe.ValidationError):
 
 
 class BackupDestination(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		access_key_id: DF.Data
+		account_id: DF.Data | None
+		addressing_style: DF.Literal["auto", "path", "virtual"]
+		bucket: DF.Data
+		destination_name: DF.Data
+		enabled: DF.Check
+		endpoint_url: DF.Data | None
+		kms_key_id: DF.Data | None
+		last_test_at: DF.Datetime | None
+		last_test_message: DF.SmallText | None
+		last_test_status: DF.Literal["", "Passed", "Failed"]
+		max_concurrency: DF.Int
+		multipart_chunksize_mb: DF.Int
+		object_lock_days: DF.Int
+		path_prefix: DF.Data | None
+		provider: DF.Literal["Amazon S3", "Wasabi", "Backblaze B2", "Cloudflare R2", "MinIO", "DigitalOcean Spaces", "Other S3-compatible"]
+		read_back_verify: DF.Check
+		region: DF.Data | None
+		secret_access_key: DF.Password
+		server_side_encryption: DF.Literal["", "AES256", "aws:kms"]
+		storage_class: DF.Literal["", "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"]
+	# end: auto-generated types
 	def validate(self):
 		# Saving never touches the network: connection problems are for Test Connection.
 		self.apply_provider_preset()

@@ -17,6 +17,48 @@ class BackupLogReadOnly(frappe.ValidationError):
 
 
 class BackupLog(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from backup_manager.backup_manager.doctype.backup_log_app.backup_log_app import BackupLogApp
+		from backup_manager.backup_manager.doctype.backup_log_artifact.backup_log_artifact import BackupLogArtifact
+		from backup_manager.backup_manager.doctype.backup_log_upload.backup_log_upload import BackupLogUpload
+		from frappe.types import DF
+
+		apps: DF.Table[BackupLogApp]
+		artifacts: DF.Table[BackupLogArtifact]
+		backup_dir: DF.SmallText | None
+		backup_id: DF.Data | None
+		duration: DF.Duration | None
+		encrypted: DF.Check
+		error_class: DF.Data | None
+		error_message: DF.SmallText | None
+		finished_at: DF.Datetime | None
+		frappe_version: DF.Data | None
+		keep_forever: DF.Check
+		local_files_deleted: DF.Check
+		manifest: DF.Code | None
+		next_upload_retry_at: DF.Datetime | None
+		partial: DF.Check
+		policy: DF.Link | None
+		prune_reason: DF.SmallText | None
+		pruned_at: DF.Datetime | None
+		queued_at: DF.Datetime | None
+		site: DF.Data | None
+		skip_reason: DF.SmallText | None
+		started_at: DF.Datetime | None
+		status: DF.Literal["Queued", "Running", "Uploading", "Success", "Partial", "Failed", "Skipped"]
+		total_size: DF.Int
+		total_size_human: DF.Data | None
+		traceback: DF.Code | None
+		trigger: DF.Literal["Scheduled", "Manual", "Before Migrate", "CLI"]
+		upload_attempts: DF.Int
+		uploads: DF.Table[BackupLogUpload]
+		with_files: DF.Check
+	# end: auto-generated types
 	def validate(self):
 		if self.is_new() or self.flags.written_by_backup_manager:
 			return

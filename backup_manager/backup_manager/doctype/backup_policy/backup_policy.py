@@ -19,6 +19,44 @@ class InvalidBackupPolicy(frappe.ValidationError):
 
 
 class BackupPolicy(Document):
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from backup_manager.backup_manager.doctype.backup_policy_destination.backup_policy_destination import BackupPolicyDestination
+		from backup_manager.backup_manager.doctype.backup_policy_doctype.backup_policy_doctype import BackupPolicyDocType
+		from frappe.types import DF
+
+		alert_after_hours: DF.Int
+		backup_before_migrate: DF.Check
+		backup_time: DF.Time | None
+		compress_files: DF.Check
+		cron_expression: DF.Data | None
+		destinations: DF.Table[BackupPolicyDestination]
+		enabled: DF.Check
+		exclude_doctypes: DF.TableMultiSelect[BackupPolicyDocType]
+		frequency: DF.Literal["Hourly", "Every 6 Hours", "Daily", "Weekly", "Monthly", "Cron"]
+		include_doctypes: DF.TableMultiSelect[BackupPolicyDocType]
+		keep_daily: DF.Int
+		keep_hourly: DF.Int
+		keep_last: DF.Int
+		keep_monthly: DF.Int
+		keep_weekly: DF.Int
+		keep_yearly: DF.Int
+		last_backup_log: DF.Link | None
+		last_stale_alert_at: DF.Datetime | None
+		last_status: DF.Literal["", "Queued", "Running", "Success", "Partial", "Failed", "Skipped"]
+		last_success_at: DF.Datetime | None
+		next_run_at: DF.Datetime | None
+		notify_on_failure: DF.Check
+		notify_on_success: DF.Check
+		partial_backup: DF.Check
+		policy_name: DF.Data
+		recipients: DF.SmallText | None
+		with_files: DF.Check
+	# end: auto-generated types
 	def validate(self):
 		self.validate_schedule()
 		self.validate_retention()
