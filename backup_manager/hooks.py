@@ -15,3 +15,5 @@ scheduler_events = {
 }
 
 before_migrate = ["backup_manager.jobs.backup_before_migrate"]
+
+before_uninstall = "backup_manager.install.before_uninstall"
