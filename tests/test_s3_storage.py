@@ -76,7 +76,12 @@ def unfinished_uploads(client, bucket: str) -> list[dict]:
 
 class TestS3Config(unittest.TestCase):
 	def test_repr_never_shows_the_secret_key_or_session_token(self):
-		config = S3Config(bucket="b", access_key_id="AKIAEXAMPLE", secret_access_key="s3cr3t-value", session_token="t0ken-value")
+		config = S3Config(
+			bucket="b",
+			access_key_id="AKIAEXAMPLE",
+			secret_access_key="s3cr3t-value",
+			session_token="t0ken-value",
+		)
 		self.assertNotIn("s3cr3t-value", repr(config))
 		self.assertNotIn("t0ken-value", repr(config))
 		self.assertNotIn("s3cr3t-value", str(config))
@@ -86,7 +91,9 @@ class TestS3Config(unittest.TestCase):
 		self.assertEqual(endpoint_for(WASABI, "eu-central-1"), "https://s3.eu-central-1.wasabisys.com")
 		self.assertEqual(endpoint_for(BACKBLAZE_B2, "us-west-004"), "https://s3.us-west-004.backblazeb2.com")
 		self.assertEqual(endpoint_for(DIGITALOCEAN_SPACES, "fra1"), "https://fra1.digitaloceanspaces.com")
-		self.assertEqual(endpoint_for(CLOUDFLARE_R2, account_id="abc123"), "https://abc123.r2.cloudflarestorage.com")
+		self.assertEqual(
+			endpoint_for(CLOUDFLARE_R2, account_id="abc123"), "https://abc123.r2.cloudflarestorage.com"
+		)
 		self.assertEqual(PROVIDER_PRESETS[CLOUDFLARE_R2].default_region, "auto")
 
 	def test_r2_without_account_id_or_endpoint_asks_for_endpoint_url(self):
@@ -97,7 +104,14 @@ class TestS3Config(unittest.TestCase):
 	def test_provider_limits_are_enforced_by_field(self):
 		cases = [
 			(dict(provider=BACKBLAZE_B2, server_side_encryption=SSE_KMS), "server_side_encryption"),
-			(dict(provider=CLOUDFLARE_R2, endpoint_url="https://x.r2.cloudflarestorage.com", object_lock_days=30), "object_lock_days"),
+			(
+				dict(
+					provider=CLOUDFLARE_R2,
+					endpoint_url="https://x.r2.cloudflarestorage.com",
+					object_lock_days=30,
+				),
+				"object_lock_days",
+			),
 			(dict(endpoint_url="https://s3.example.com", multipart_chunksize_mb=4), "multipart_chunksize_mb"),
 			(dict(endpoint_url="https://s3.example.com", addressing_style="sideways"), "addressing_style"),
 			(dict(endpoint_url="https://s3.example.com", kms_key_id="key"), "kms_key_id"),
@@ -112,8 +126,14 @@ class TestS3Config(unittest.TestCase):
 
 	def test_b2_and_unknown_servers_get_no_checksum_headers_unless_asked(self):
 		self.assertFalse(S3Config(provider=BACKBLAZE_B2, bucket="b").uses_additional_checksums)
-		self.assertFalse(S3Config(endpoint_url="https://s3.example.com", bucket="b").uses_additional_checksums)
-		self.assertTrue(S3Config(endpoint_url="https://s3.example.com", bucket="b", additional_checksums=True).uses_additional_checksums)
+		self.assertFalse(
+			S3Config(endpoint_url="https://s3.example.com", bucket="b").uses_additional_checksums
+		)
+		self.assertTrue(
+			S3Config(
+				endpoint_url="https://s3.example.com", bucket="b", additional_checksums=True
+			).uses_additional_checksums
+		)
 
 
 class TestPartSize(unittest.TestCase):
@@ -144,7 +164,9 @@ class TestPartSize(unittest.TestCase):
 		self.assertEqual(digest.sha256, sha256)
 		with open(path, "rb") as handle:
 			data = handle.read()
-		expected = [hashlib.sha256(data[start : start + 5 * MiB]).digest() for start in range(0, len(data), 5 * MiB)]
+		expected = [
+			hashlib.sha256(data[start : start + 5 * MiB]).digest() for start in range(0, len(data), 5 * MiB)
+		]
 		self.assertEqual(digest.part_digests, expected)
 		self.assertEqual(len(expected), 3)
 
@@ -185,7 +207,9 @@ class TestUploadAndVerify(SeaweedTestCase):
 		self.assertEqual(result.verified_by, VERIFIED_BY_PART_CHECKSUMS)
 		head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
 		self.assertTrue(head["ETag"].endswith('-3"'), head["ETag"])
-		self.assertEqual(head["ChecksumSHA256"], composite_checksum(hash_local_file(path, 5 * MiB).part_digests))
+		self.assertEqual(
+			head["ChecksumSHA256"], composite_checksum(hash_local_file(path, 5 * MiB).part_digests)
+		)
 		self.assertEqual(unfinished_uploads(self.client, self.bucket), [])
 		stored = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 		self.assertEqual(hashlib.sha256(stored).hexdigest(), sha256)
@@ -201,14 +225,18 @@ class TestUploadAndVerify(SeaweedTestCase):
 
 	def test_read_back_verify_hashes_the_stored_bytes(self):
 		path, sha256 = write_random_file(self.directory, "readback", 2 * MiB)
-		result = self.backend(read_back_verify=True).upload_file(path, self.key("x"), size=2 * MiB, sha256=sha256)
+		result = self.backend(read_back_verify=True).upload_file(
+			path, self.key("x"), size=2 * MiB, sha256=sha256
+		)
 		self.assertEqual(result.verified_by, f"{VERIFIED_BY_CHECKSUM} + {VERIFIED_BY_READ_BACK}")
 
 	def test_a_local_file_that_no_longer_matches_the_backup_is_refused_without_retrying(self):
 		path, _sha256 = write_random_file(self.directory, "changed", 1 * MiB)
 		started = time.monotonic()
 		with self.assertRaises(ChecksumMismatch) as caught:
-			self.backend(retry_backoff_seconds=5).upload_file(path, self.key("x"), size=1 * MiB, sha256="0" * 64)
+			self.backend(retry_backoff_seconds=5).upload_file(
+				path, self.key("x"), size=1 * MiB, sha256="0" * 64
+			)
 		self.assertIn("take a new backup", str(caught.exception).lower())
 		self.assertLess(time.monotonic() - started, 5)
 
@@ -220,7 +248,9 @@ class TestUploadAndVerify(SeaweedTestCase):
 
 	def test_a_missing_local_file_is_an_artifact_error(self):
 		with self.assertRaises(ArtifactError):
-			self.backend().upload_file(os.path.join(self.directory, "nope"), self.key("x"), size=1, sha256="0" * 64)
+			self.backend().upload_file(
+				os.path.join(self.directory, "nope"), self.key("x"), size=1, sha256="0" * 64
+			)
 
 	def test_upload_bytes_and_read_bytes_round_trip(self):
 		result = self.backend().upload_bytes(b'{"backup_id": "x"}', self.key("manifest.json"))
@@ -270,22 +300,31 @@ class TestCorruptionIsDetected(SeaweedTestCase):
 
 	def test_bytes_swapped_behind_an_intact_stored_sha256_need_read_back(self):
 		key, size, sha256 = self.upload("metadata-only")
-		self.client.put_object(Bucket=self.bucket, Key=key, Body=os.urandom(size), Metadata={"sha256": sha256})
+		self.client.put_object(
+			Bucket=self.bucket, Key=key, Body=os.urandom(size), Metadata={"sha256": sha256}
+		)
 		# Without provider checksums the stored sha256 only proves the object is ours, not its bytes.
-		self.assertEqual(self.backend().verify_object(key, size, sha256, read_back=False), VERIFIED_BY_METADATA)
+		self.assertEqual(
+			self.backend().verify_object(key, size, sha256, read_back=False), VERIFIED_BY_METADATA
+		)
 		with self.assertRaises(ChecksumMismatch):
 			self.backend().verify_object(key, size, sha256, read_back=True)
 
 	def test_a_truncated_object_is_a_size_mismatch(self):
 		key, size, sha256 = self.upload("truncated")
-		self.client.put_object(Bucket=self.bucket, Key=key, Body=os.urandom(size - 1), Metadata={"sha256": sha256})
+		self.client.put_object(
+			Bucket=self.bucket, Key=key, Body=os.urandom(size - 1), Metadata={"sha256": sha256}
+		)
 		with self.assertRaises(ChecksumMismatch) as caught:
 			self.backend().verify_object(key, size, sha256)
 		self.assertIn(f"{size - 1} bytes offsite", str(caught.exception))
 
 	def test_an_intact_object_verifies(self):
 		key, size, sha256 = self.upload("intact")
-		self.assertEqual(self.backend().verify_object(key, size, sha256, read_back=True), f"{VERIFIED_BY_CHECKSUM} + {VERIFIED_BY_READ_BACK}")
+		self.assertEqual(
+			self.backend().verify_object(key, size, sha256, read_back=True),
+			f"{VERIFIED_BY_CHECKSUM} + {VERIFIED_BY_READ_BACK}",
+		)
 
 	def test_a_missing_object_is_a_storage_error(self):
 		with self.assertRaises(StorageError) as caught:
@@ -310,11 +349,18 @@ class TestListDeleteAbort(SeaweedTestCase):
 	def test_abort_incomplete_uploads_aborts_only_under_the_prefix_and_counts(self):
 		inside = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key("orphans/db.sql.gz"))
 		self.client.upload_part(
-			Bucket=self.bucket, Key=self.key("orphans/db.sql.gz"), UploadId=inside["UploadId"], PartNumber=1, Body=b"x" * 1024
+			Bucket=self.bucket,
+			Key=self.key("orphans/db.sql.gz"),
+			UploadId=inside["UploadId"],
+			PartNumber=1,
+			Body=b"x" * 1024,
 		)
 		outside = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key("elsewhere/db.sql.gz"))
 		self.addCleanup(
-			self.client.abort_multipart_upload, Bucket=self.bucket, Key=self.key("elsewhere/db.sql.gz"), UploadId=outside["UploadId"]
+			self.client.abort_multipart_upload,
+			Bucket=self.bucket,
+			Key=self.key("elsewhere/db.sql.gz"),
+			UploadId=outside["UploadId"],
 		)
 		backend = self.backend()
 		past = datetime.now(timezone.utc) - timedelta(days=1)
@@ -325,7 +371,11 @@ class TestListDeleteAbort(SeaweedTestCase):
 		self.assertIn(self.key("elsewhere/db.sql.gz"), remaining)
 
 	def test_listing_a_dead_endpoint_raises_instead_of_returning_nothing(self):
-		backend = get_backend(self.endpoint.storage_config(self.bucket, endpoint_url="http://127.0.0.1:9", max_attempts=1, connect_timeout=1))
+		backend = get_backend(
+			self.endpoint.storage_config(
+				self.bucket, endpoint_url="http://127.0.0.1:9", max_attempts=1, connect_timeout=1
+			)
+		)
 		with self.assertRaises(StorageError) as caught:
 			backend.list_objects("anything/")
 		self.assertIn("nothing is decided", str(caught.exception))
@@ -338,15 +388,20 @@ class TestConnectionCheck(SeaweedTestCase):
 
 	def test_every_check_passes_and_the_probe_is_removed(self):
 		report = self.backend(prefix="offsite").check_connection()
-		self.assertEqual([check.name for check in report.checks], ["bucket exists", "write", "read", "delete"])
+		self.assertEqual(
+			[check.name for check in report.checks], ["bucket exists", "write", "read", "delete"]
+		)
 		self.assertTrue(report.ok, report.summary())
 		self.assertEqual(self.backend().list_objects("offsite/"), [])
 
 	def test_a_read_only_key_fails_the_write_check_with_access_denied(self):
 		if not self.endpoint.readonly_access_key:
-			self.skipTest("no read-only identity: set BM_TEST_S3_READONLY_ACCESS_KEY/_SECRET_KEY for this server")
+			self.skipTest(
+				"no read-only identity: set BM_TEST_S3_READONLY_ACCESS_KEY/_SECRET_KEY for this server"
+			)
 		report = self.backend(
-			access_key_id=self.endpoint.readonly_access_key, secret_access_key=self.endpoint.readonly_secret_key
+			access_key_id=self.endpoint.readonly_access_key,
+			secret_access_key=self.endpoint.readonly_secret_key,
 		).check_connection()
 		self.assertTrue(report.check("bucket exists").ok)
 		write = report.check("write")
@@ -376,16 +431,22 @@ class TestConnectionCheck(SeaweedTestCase):
 		self.assertIn("404", report.first_failure.message)
 
 	def test_a_dead_endpoint_is_unreachable(self):
-		report = self.backend(endpoint_url="http://127.0.0.1:9", max_attempts=1, connect_timeout=1).check_connection()
+		report = self.backend(
+			endpoint_url="http://127.0.0.1:9", max_attempts=1, connect_timeout=1
+		).check_connection()
 		self.assertIn("Endpoint unreachable", report.first_failure.message)
 
 	def test_https_to_a_plain_http_server_is_a_tls_error(self):
-		report = self.backend(endpoint_url=self.endpoint.endpoint_url.replace("http://", "https://"), max_attempts=1).check_connection()
+		report = self.backend(
+			endpoint_url=self.endpoint.endpoint_url.replace("http://", "https://"), max_attempts=1
+		).check_connection()
 		self.assertIn("TLS error", report.first_failure.message)
 
 	def test_object_lock_is_checked_when_the_policy_locks_objects(self):
 		locked_bucket = self.endpoint.create_bucket(object_lock=True)
-		report = get_backend(self.endpoint.storage_config(locked_bucket, object_lock_days=1)).check_connection()
+		report = get_backend(
+			self.endpoint.storage_config(locked_bucket, object_lock_days=1)
+		).check_connection()
 		self.assertTrue(report.check("object lock").ok, report.summary())
 		self.assertTrue(report.ok, report.summary())
 		report = self.backend(object_lock_days=1).check_connection()
@@ -396,10 +457,14 @@ class TestConnectionCheck(SeaweedTestCase):
 		wrong_secret = secrets.token_urlsafe(30)
 		path, sha256 = write_random_file(self.directory, "denied", 1000)
 		with self.assertRaises(StorageError) as caught:
-			self.backend(secret_access_key=wrong_secret).upload_file(path, self.key("x"), size=1000, sha256=sha256)
+			self.backend(secret_access_key=wrong_secret).upload_file(
+				path, self.key("x"), size=1000, sha256=sha256
+			)
 		self.assertIn("Secret Access Key does not match", str(caught.exception))
 		self.assertNotIn(wrong_secret, str(caught.exception))
-		self.assertNotIn(wrong_secret, repr(caught.exception.__cause__.args) if caught.exception.__cause__ else "")
+		self.assertNotIn(
+			wrong_secret, repr(caught.exception.__cause__.args) if caught.exception.__cause__ else ""
+		)
 
 
 class TestObjectLock(SeaweedTestCase):
@@ -417,7 +482,9 @@ class TestObjectLock(SeaweedTestCase):
 		self.assertEqual(head["ObjectLockMode"], OBJECT_LOCK_MODE)
 		# The server enforces it: deleting the locked version itself is refused.
 		with self.assertRaises(ClientError):
-			self.client.delete_object(Bucket=bucket, Key="site/20260101T000000Z-BL-1/db.sql.gz", VersionId=head["VersionId"])
+			self.client.delete_object(
+				Bucket=bucket, Key="site/20260101T000000Z-BL-1/db.sql.gz", VersionId=head["VersionId"]
+			)
 
 	def test_an_unlocked_object_has_no_lock_date(self):
 		backend = self.backend()
@@ -472,15 +539,25 @@ class TestErrorMapping(unittest.TestCase):
 	def test_a_listing_whose_second_page_fails_raises_instead_of_returning_the_first(self):
 		self.stubber.add_response(
 			"list_objects_v2",
-			{"Contents": [{"Key": "site/a", "Size": 1}], "IsTruncated": True, "NextContinuationToken": "page-2", "KeyCount": 1},
+			{
+				"Contents": [{"Key": "site/a", "Size": 1}],
+				"IsTruncated": True,
+				"NextContinuationToken": "page-2",
+				"KeyCount": 1,
+			},
 		)
-		self.stubber.add_client_error("list_objects_v2", service_error_code="InternalError", http_status_code=500)
+		self.stubber.add_client_error(
+			"list_objects_v2", service_error_code="InternalError", http_status_code=500
+		)
 		with self.assertRaises(StorageError) as caught:
 			self.backend.list_objects("site/")
 		self.assertIn("nothing is decided", str(caught.exception))
 
 	def test_a_truncated_page_without_a_continuation_token_raises(self):
-		self.stubber.add_response("list_objects_v2", {"Contents": [{"Key": "site/a", "Size": 1}], "IsTruncated": True, "KeyCount": 1})
+		self.stubber.add_response(
+			"list_objects_v2",
+			{"Contents": [{"Key": "site/a", "Size": 1}], "IsTruncated": True, "KeyCount": 1},
+		)
 		with self.assertRaises(StorageError):
 			self.backend.list_objects("site/")
 
@@ -494,7 +571,9 @@ class TestErrorMapping(unittest.TestCase):
 		self.assertIn("site/b: AccessDenied", str(caught.exception))
 
 	def test_a_provider_refusing_bulk_delete_gets_one_delete_per_key(self):
-		self.stubber.add_client_error("delete_objects", service_error_code="MissingContentMD5", http_status_code=400)
+		self.stubber.add_client_error(
+			"delete_objects", service_error_code="MissingContentMD5", http_status_code=400
+		)
 		self.stubber.add_response("delete_object", {}, {"Bucket": "backups", "Key": "site/a"})
 		self.stubber.add_response("delete_object", {}, {"Bucket": "backups", "Key": "site/b"})
 		self.backend.delete_objects(["site/a", "site/b"])
@@ -514,7 +593,9 @@ class TestErrorMapping(unittest.TestCase):
 
 	def test_only_transient_failures_are_retried(self):
 		def client_error(code, status):
-			return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+			return ClientError(
+				{"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject"
+			)
 
 		self.assertTrue(is_transient(client_error("SlowDown", 503)))
 		self.assertTrue(is_transient(client_error("InternalError", 500)))
@@ -533,7 +614,7 @@ class TestInterruptedUpload(unittest.TestCase):
 		try:
 			weed_binary()
 		except RuntimeError as exc:
-			raise unittest.SkipTest(str(exc))
+			raise unittest.SkipTest(str(exc)) from exc
 		cls.server = SeaweedServer()
 		cls.server.start()
 		cls.directory = tempfile.mkdtemp(prefix="bm-s3-crash-")
@@ -551,7 +632,12 @@ class TestInterruptedUpload(unittest.TestCase):
 		path, sha256 = write_random_file(self.directory, "crash", size)
 		backend = get_backend(
 			endpoint.storage_config(
-				bucket, max_concurrency=1, upload_attempts=6, retry_backoff_seconds=0.5, max_attempts=1, connect_timeout=1
+				bucket,
+				max_concurrency=1,
+				upload_attempts=6,
+				retry_backoff_seconds=0.5,
+				max_attempts=1,
+				connect_timeout=1,
 			)
 		)
 		outcome = {}
@@ -566,7 +652,9 @@ class TestInterruptedUpload(unittest.TestCase):
 
 		def upload():
 			try:
-				outcome["result"] = backend.upload_file(path, "site/20260101T000000Z-BL-1/db.sql.gz", size=size, sha256=sha256)
+				outcome["result"] = backend.upload_file(
+					path, "site/20260101T000000Z-BL-1/db.sql.gz", size=size, sha256=sha256
+				)
 			except Exception as exc:
 				outcome["error"] = exc
 
@@ -580,7 +668,9 @@ class TestInterruptedUpload(unittest.TestCase):
 				if interrupted:
 					break
 				time.sleep(0.005)
-			self.assertTrue(interrupted and thread.is_alive(), "the upload finished before the stop could cut it")
+			self.assertTrue(
+				interrupted and thread.is_alive(), "the upload finished before the stop could cut it"
+			)
 			# SIGTERM: SeaweedFS shuts down cleanly, so the cut upload survives the restart as an
 			# orphan (after SIGKILL it sometimes loses a freshly created upload, and the test could
 			# not tell an abort from that loss).
@@ -602,7 +692,9 @@ class TestInterruptedUpload(unittest.TestCase):
 		bucket = endpoint.create_bucket()
 		path, sha256 = write_random_file(self.directory, "down", 1000)
 		backend = get_backend(
-			endpoint.storage_config(bucket, upload_attempts=2, retry_backoff_seconds=0.1, max_attempts=1, connect_timeout=1)
+			endpoint.storage_config(
+				bucket, upload_attempts=2, retry_backoff_seconds=0.1, max_attempts=1, connect_timeout=1
+			)
 		)
 		self.server.kill()
 		self.addCleanup(self.server.restart)

@@ -127,7 +127,9 @@ def upload_backup(
 ) -> list[ArtifactUploadResult]:
 	"""Upload and verify every artifact, then the manifest last; report each, never raise for one."""
 	artifacts = list(manifest.artifacts)
-	with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="backup-manager-upload") as pool:
+	with ThreadPoolExecutor(
+		max_workers=max(1, max_workers), thread_name_prefix="backup-manager-upload"
+	) as pool:
 		futures = [
 			pool.submit(_upload_artifact, backend, artifact, local_dir, prefix, site, manifest.backup_id)
 			for artifact in artifacts
@@ -189,7 +191,9 @@ def _upload_artifact(
 def _upload_manifest(backend: StorageBackend, manifest: Manifest, key: str) -> ArtifactUploadResult:
 	started = time.monotonic()
 	try:
-		upload = backend.upload_bytes(manifest.to_json().encode(), key, metadata={"backup-id": manifest.backup_id})
+		upload = backend.upload_bytes(
+			manifest.to_json().encode(), key, metadata={"backup-id": manifest.backup_id}
+		)
 	except Exception as exc:
 		error = _describe_failure(exc)
 		logger.warning("Writing the offsite manifest %s failed: %s", key, error)
@@ -233,7 +237,9 @@ def list_remote_backups(
 		_read_manifest(backend, backup, folder)
 		if check_locks:
 			lock_key = layout.manifest_key(prefix, site, backup_id)
-			backup.locked_until = backend.object_locked_until(lock_key if lock_key in backup.keys else backup.keys[0])
+			backup.locked_until = backend.object_locked_until(
+				lock_key if lock_key in backup.keys else backup.keys[0]
+			)
 		backups.append(backup)
 	return sorted(backups, key=lambda backup: (backup.created_at, backup.backup_id), reverse=True)
 
@@ -261,7 +267,9 @@ def _read_manifest(backend: StorageBackend, backup: RemoteBackup, folder: str) -
 			backup.problem = f"{artifact.file_name} is missing"
 			return
 		if sizes[key] != artifact.size:
-			backup.problem = f"{artifact.file_name} is {sizes[key]} bytes, the manifest records {artifact.size}"
+			backup.problem = (
+				f"{artifact.file_name} is {sizes[key]} bytes, the manifest records {artifact.size}"
+			)
 			return
 	backup.complete = True
 
@@ -285,7 +293,12 @@ def apply_offsite_retention(
 	by_id = {backup.backup_id: backup for backup in backups}
 	verdicts = evaluate(
 		[
-			BackupRecord(id=backup.backup_id, created_at=backup.created_at, good=backup.complete, pinned=backup.backup_id in pinned)
+			BackupRecord(
+				id=backup.backup_id,
+				created_at=backup.created_at,
+				good=backup.complete,
+				pinned=backup.backup_id in pinned,
+			)
 			for backup in backups
 		],
 		rules,
@@ -311,16 +324,21 @@ def apply_offsite_retention(
 		result = results[backup.backup_id]
 		# evaluate() already keeps these; checked again because a wrong delete cannot be undone.
 		if backup.backup_id == newest_complete or backup.backup_id in pinned:
-			result.keep, result.action = True, KEEP
+			result.keep = True
+			result.action = KEEP
 			continue
 		try:
 			locked_until = _latest_lock(backend, backup)
 		except StorageError as exc:
-			result.keep, result.action, result.error = True, DELETE_FAILED, f"Object Lock unknown, kept: {exc}"
+			result.keep = True
+			result.action = DELETE_FAILED
+			result.error = f"kept, since its Object Lock could not be read: {exc}"
 			continue
 		if locked_until and locked_until > now:
-			result.keep, result.action = True, LOCKED
-			result.reason = f"locked until {locked_until:%Y-%m-%d %H:%M} UTC (Object Lock); retention alone: {result.reason}"
+			result.keep = True
+			result.action = LOCKED
+			lock = f"locked until {locked_until:%Y-%m-%d %H:%M} UTC (Object Lock)"
+			result.reason = f"{lock}; without the lock: {result.reason}"
 			continue
 		if dry_run:
 			continue
@@ -361,7 +379,9 @@ def verify_remote_backup(
 	except StorageError as exc:
 		checks.append(RemoteCheck(MANIFEST_KIND, manifest_key, CHECK_EXISTS, False, str(exc)))
 	except (ValueError, TypeError, UnicodeDecodeError) as exc:
-		checks.append(RemoteCheck(MANIFEST_KIND, manifest_key, CHECK_CONTENT, False, f"cannot be read: {exc}"))
+		checks.append(
+			RemoteCheck(MANIFEST_KIND, manifest_key, CHECK_CONTENT, False, f"cannot be read: {exc}")
+		)
 	else:
 		checks.append(RemoteCheck(MANIFEST_KIND, manifest_key, CHECK_EXISTS, True, "present"))
 		same = _artifact_fingerprint(remote_manifest) == _artifact_fingerprint(manifest)
@@ -389,7 +409,11 @@ def verify_remote_backup(
 		if info.size != artifact.size:
 			checks.append(
 				RemoteCheck(
-					artifact.kind, key, CHECK_SIZE, False, f"{info.size} bytes offsite, {artifact.size} recorded"
+					artifact.kind,
+					key,
+					CHECK_SIZE,
+					False,
+					f"{info.size} bytes offsite, {artifact.size} recorded",
 				)
 			)
 			continue
@@ -407,7 +431,9 @@ def _artifact_fingerprint(manifest: Manifest) -> list[tuple]:
 	return sorted((item.kind, item.file_name, item.size, item.sha256) for item in manifest.artifacts)
 
 
-def download_backup(backend: StorageBackend, *, prefix: str, site: str, backup_id: str, to_dir: str) -> Manifest:
+def download_backup(
+	backend: StorageBackend, *, prefix: str, site: str, backup_id: str, to_dir: str
+) -> Manifest:
 	"""Download a backup's manifest and artifacts into to_dir, each verified against its sha256."""
 	manifest_key = layout.manifest_key(prefix, site, backup_id)
 	try:
@@ -427,7 +453,9 @@ def download_backup(backend: StorageBackend, *, prefix: str, site: str, backup_i
 		# The manifest comes from the bucket: a file name must not lead outside to_dir.
 		name = artifact.file_name
 		if not name or os.path.basename(name) != name or name in (".", "..") or "\\" in name:
-			raise ArtifactError(f"{manifest_key} names an unsafe file {artifact.file_name!r}; nothing was downloaded.")
+			raise ArtifactError(
+				f"{manifest_key} names an unsafe file {artifact.file_name!r}; nothing was downloaded."
+			)
 
 	os.makedirs(to_dir, exist_ok=True)
 	for artifact in manifest.artifacts:

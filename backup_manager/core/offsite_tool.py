@@ -110,7 +110,9 @@ def run_list(backend: StorageBackend, arguments: argparse.Namespace) -> int:
 		return EXIT_OK
 	rows = [("BACKUP ID", "CREATED (UTC)", "COMPLETE", "SIZE", "LOCKED UNTIL", "APPS")]
 	for backup in backups:
-		apps = ", ".join(f"{app.name} {app.version}" for app in backup.manifest.apps) if backup.manifest else ""
+		apps = (
+			", ".join(f"{app.name} {app.version}" for app in backup.manifest.apps) if backup.manifest else ""
+		)
 		rows.append(
 			(
 				backup.backup_id,
@@ -123,7 +125,11 @@ def run_list(backend: StorageBackend, arguments: argparse.Namespace) -> int:
 		)
 	widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
 	for row in rows:
-		print("  ".join(value.ljust(width) for value, width in zip(row, widths)) + "  " + row[-1])
+		print(
+			"  ".join(value.ljust(width) for value, width in zip(row[:-1], widths, strict=True))
+			+ "  "
+			+ row[-1]
+		)
 	complete = sum(1 for backup in backups if backup.complete)
 	print(f"{len(backups)} backup(s), {complete} complete, in {backend.describe()}")
 	return EXIT_OK
@@ -145,7 +151,9 @@ def run_verify(backend: StorageBackend, arguments: argparse.Namespace) -> int:
 	failed = [check for check in checks if not check.ok]
 	if failed:
 		missing = sum(1 for check in failed if check.check == CHECK_EXISTS)
-		raise ToolError(f"{len(failed)} check(s) failed ({missing} missing file(s)) for backup {arguments.backup_id}.")
+		raise ToolError(
+			f"{len(failed)} check(s) failed ({missing} missing file(s)) for backup {arguments.backup_id}."
+		)
 	print(f"Backup {arguments.backup_id} verified: {len(checks)} checks passed.")
 	return EXIT_OK
 

@@ -227,7 +227,8 @@ class S3Config:
 		"""Raise InvalidPolicy naming the field for a setting no upload could work with."""
 		if self.provider not in PROVIDER_PRESETS:
 			raise InvalidPolicy(
-				"provider", f"Provider {self.provider!r} is unknown. Pick one of {', '.join(PROVIDER_PRESETS)}."
+				"provider",
+				f"Provider {self.provider!r} is unknown. Pick one of {', '.join(PROVIDER_PRESETS)}.",
 			)
 		if not self.bucket.strip():
 			raise InvalidPolicy("bucket", "Bucket is required. Enter the name of an existing bucket.")
@@ -257,7 +258,9 @@ class S3Config:
 		if self.kms_key_id and self.server_side_encryption != SSE_KMS:
 			raise InvalidPolicy("kms_key_id", "KMS Key ID is only used with Server-Side Encryption aws:kms.")
 		if self.object_lock_days < 0:
-			raise InvalidPolicy("object_lock_days", "Object Lock Days cannot be negative. Use 0 to turn it off.")
+			raise InvalidPolicy(
+				"object_lock_days", "Object Lock Days cannot be negative. Use 0 to turn it off."
+			)
 		if self.object_lock_days and not self.preset.supports_object_lock:
 			raise InvalidPolicy(
 				"object_lock_days",

@@ -195,7 +195,10 @@ def _botocore_checksum_options() -> dict:
 	# S3-compatible servers (B2, older MinIO, Ceph) reject them. "when_required" restores the
 	# 1.34 behaviour Frappe v15 pins; we ask for SHA-256 ourselves where the provider supports it.
 	if "request_checksum_calculation" in Config.OPTION_DEFAULTS:
-		return {"request_checksum_calculation": "when_required", "response_checksum_validation": "when_required"}
+		return {
+			"request_checksum_calculation": "when_required",
+			"response_checksum_validation": "when_required",
+		}
 	return {}
 
 
@@ -395,7 +398,10 @@ class S3Backend(StorageBackend):
 				"Access denied (403): the Secret Access Key does not match the Access Key ID. "
 				"Enter the Secret Access Key again."
 			)
-		if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled", "AccountProblem") or status == 403:
+		if (
+			code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled", "AccountProblem")
+			or status == 403
+		):
 			if code == "403" and action == "check bucket":
 				# HeadBucket answers without a body, so a bad key and a missing permission look alike.
 				return (
@@ -419,9 +425,13 @@ class S3Backend(StorageBackend):
 				"Turn additional checksums off for this storage."
 			)
 		if code == "InvalidStorageClass":
-			return f"{config.provider} does not offer Storage Class {config.storage_class!r}. Pick another one."
+			return (
+				f"{config.provider} does not offer Storage Class {config.storage_class!r}. Pick another one."
+			)
 		if code.startswith("KMS") or (config.server_side_encryption == SSE_KMS and "kms" in message.lower()):
-			return f"The KMS key could not be used for {where} ({detail}). Check KMS Key ID and its key policy."
+			return (
+				f"The KMS key could not be used for {where} ({detail}). Check KMS Key ID and its key policy."
+			)
 		if status >= 500 or code in TRANSIENT_ERROR_CODES:
 			return f"{config.provider} failed to {action} {where} ({detail}, HTTP {status}); this is usually temporary."
 		return f"{config.provider} refused to {action} {where} ({detail}, HTTP {status})."
@@ -447,7 +457,9 @@ class S3Backend(StorageBackend):
 
 		def skip(names: list[str], because: str) -> None:
 			for name in names:
-				report.checks.append(CheckResult(name, False, f"not tried because {because!r} failed", skipped=True))
+				report.checks.append(
+					CheckResult(name, False, f"not tried because {because!r} failed", skipped=True)
+				)
 
 		prefix = self.config.prefix.strip("/")
 		probe_key = f"{prefix + '/' if prefix else ''}{PROBE_NAME}-{uuid.uuid4().hex}"
@@ -575,7 +587,9 @@ class S3Backend(StorageBackend):
 			verified_by = self._run_attempts(attempt, key)
 		duration = time.monotonic() - started
 		logger.info("Uploaded %s (%d bytes) in %.1f s, verified by %s", key, size, duration, verified_by)
-		return UploadResult(key=key, size=size, sha256=sha256, duration_seconds=duration, verified_by=verified_by)
+		return UploadResult(
+			key=key, size=size, sha256=sha256, duration_seconds=duration, verified_by=verified_by
+		)
 
 	def upload_bytes(self, data: bytes, key: str, *, metadata: dict[str, str] | None = None) -> UploadResult:
 		sha256 = hashlib.sha256(data).hexdigest()
@@ -585,11 +599,17 @@ class S3Backend(StorageBackend):
 			self.client.put_object(
 				Bucket=self.config.bucket, Key=key, Body=data, **self._put_arguments(sha256, metadata)
 			)
-			return self._verify_stored(key, len(data), sha256, LocalDigest(sha256), self.config.read_back_verify)
+			return self._verify_stored(
+				key, len(data), sha256, LocalDigest(sha256), self.config.read_back_verify
+			)
 
 		verified_by = self._run_attempts(attempt, key)
 		return UploadResult(
-			key=key, size=len(data), sha256=sha256, duration_seconds=time.monotonic() - started, verified_by=verified_by
+			key=key,
+			size=len(data),
+			sha256=sha256,
+			duration_seconds=time.monotonic() - started,
+			verified_by=verified_by,
 		)
 
 	def _run_attempts(self, attempt: Callable[[], Result], key: str) -> Result:
@@ -649,7 +669,11 @@ class S3Backend(StorageBackend):
 					)
 					aborted += 1
 		except Exception as exc:
-			logger.warning("Could not abort unfinished uploads of %s: %s", key, self.explain(exc, "abort uploads of", key))
+			logger.warning(
+				"Could not abort unfinished uploads of %s: %s",
+				key,
+				self.explain(exc, "abort uploads of", key),
+			)
 		if aborted:
 			logger.info("Aborted %d unfinished multipart upload(s) of %s", aborted, key)
 		return aborted
@@ -677,7 +701,9 @@ class S3Backend(StorageBackend):
 	def _verify_stored(self, key: str, size: int, sha256: str, local: LocalDigest, read_back: bool) -> str:
 		info = self.head(key)
 		if info is None:
-			raise TransientStorageError(f"{key} is missing from bucket {self.config.bucket} right after its upload.")
+			raise TransientStorageError(
+				f"{key} is missing from bucket {self.config.bucket} right after its upload."
+			)
 		methods = self._compare(info, size, sha256, local, RemoteChecksumMismatch)
 		if read_back or not methods:
 			self._read_back(key, size, sha256, RemoteChecksumMismatch)
@@ -850,7 +876,11 @@ class S3Backend(StorageBackend):
 				failures.append(f"{error.get('Key')}: {error.get('Code')} {error.get('Message', '')}".strip())
 		if failures:
 			shown = "; ".join(failures[:5]) + (f"; and {len(failures) - 5} more" if len(failures) > 5 else "")
-			raise StorageError(self._redact(f"Could not delete {len(failures)} object(s) from bucket {self.config.bucket}: {shown}"))
+			raise StorageError(
+				self._redact(
+					f"Could not delete {len(failures)} object(s) from bucket {self.config.bucket}: {shown}"
+				)
+			)
 
 	def _delete_one_by_one(self, keys: list[str]) -> list[str]:
 		failures = []
