@@ -12,7 +12,9 @@ def get_restore_guide(backup_log: str, new_site: str | None = None, destination:
 	from backup_manager.restore import get_restore_guide as build_guide
 
 	if not frappe.db.exists("Backup Log", backup_log):
-		frappe.throw(frappe._("Backup Log {0} does not exist.").format(backup_log), exc=frappe.DoesNotExistError)
+		frappe.throw(
+			frappe._("Backup Log {0} does not exist.").format(backup_log), exc=frappe.DoesNotExistError
+		)
 	return build_guide(backup_log, new_site=new_site, destination=destination)
 
 

@@ -52,7 +52,9 @@ def run(context, policy):
 			fail(f"Backup Policy {policy!r} does not exist. See: bench --site SITE backup-manager policies")
 		log = execute_run(start_run(policy=policy, trigger="CLI", enqueue=False))
 		colour = "green" if log.status == "Success" else "red"
-		click.secho(f"{log.name}\t{log.status}\t{log.total_size_human or ''}\t{log.backup_dir or ''}", fg=colour)
+		click.secho(
+			f"{log.name}\t{log.status}\t{log.total_size_human or ''}\t{log.backup_dir or ''}", fg=colour
+		)
 		if log.status != "Success":
 			fail(f"{log.error_class or log.status}: {log.error_message or log.skip_reason or ''}")
 
@@ -126,7 +128,17 @@ def list_runs(context, policy, limit, as_json):
 		runs = frappe.get_all(
 			"Backup Log",
 			filters={"policy": policy} if policy else {},
-			fields=["name", "policy", "trigger", "status", "started_at", "duration", "total_size_human", "keep_forever", "local_files_deleted"],
+			fields=[
+				"name",
+				"policy",
+				"trigger",
+				"status",
+				"started_at",
+				"duration",
+				"total_size_human",
+				"keep_forever",
+				"local_files_deleted",
+			],
 			order_by="creation desc",
 			limit=limit,
 		)
@@ -174,7 +186,9 @@ def verify(context, backup_log, offsite, read_back):
 
 @backup_manager.command("download")
 @click.argument("backup_log")
-@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False), help="Folder to download into")
+@click.option(
+	"--to", "to_dir", required=True, type=click.Path(file_okay=False), help="Folder to download into"
+)
 @click.option("--destination", help="Backup Destination to read from (default: the first complete one)")
 @pass_context
 def download(context, backup_log, to_dir, destination):
@@ -198,7 +212,10 @@ def download(context, backup_log, to_dir, destination):
 		except Exception as exc:
 			fail(f"Download failed: {exc}")
 		for artifact in manifest.artifacts:
-			click.secho(f"OK\t{artifact.kind}\t{os.path.join(os.path.abspath(to_dir), artifact.file_name)}\tsha256 {artifact.sha256}", fg="green")
+			click.secho(
+				f"OK\t{artifact.kind}\t{os.path.join(os.path.abspath(to_dir), artifact.file_name)}\tsha256 {artifact.sha256}",
+				fg="green",
+			)
 
 
 @backup_manager.command("retry-upload")
@@ -228,7 +245,10 @@ def test_destination(context, destination):
 			fail(f"Backup Destination {destination!r} does not exist")
 		report = frappe.get_doc("Backup Destination", destination).test_connection()
 		for check in report["checks"]:
-			click.secho(f"{'OK ' if check['ok'] else 'BAD'}\t{check['name']}\t{check['message']}", fg="green" if check["ok"] else "red")
+			click.secho(
+				f"{'OK ' if check['ok'] else 'BAD'}\t{check['name']}\t{check['message']}",
+				fg="green" if check["ok"] else "red",
+			)
 		if not report["ok"]:
 			fail("Connection test failed")
 
@@ -257,10 +277,16 @@ def prune(context, policy, dry_run):
 @backup_manager.command("restore-plan")
 @click.argument("backup_log")
 @click.option("--new-site", help="Restore into this new site (a staging clone) instead of the same site")
-@click.option("--from-destination", "destination", help="Download from this Backup Destination instead of local files")
-@click.option("--format", "output_format", type=click.Choice(["text", "json", "sh"]), default="text", show_default=True)
+@click.option(
+	"--from-destination", "destination", help="Download from this Backup Destination instead of local files"
+)
+@click.option(
+	"--format", "output_format", type=click.Choice(["text", "json", "sh"]), default="text", show_default=True
+)
 @click.option("--production", is_flag=True, help="Add the nginx/supervisor restart step")
-@click.option("--enable-scheduler", is_flag=True, help="New site: enable its scheduler (a replacement, not a copy)")
+@click.option(
+	"--enable-scheduler", is_flag=True, help="New site: enable its scheduler (a replacement, not a copy)"
+)
 @pass_context
 def restore_plan(context, backup_log, new_site, destination, output_format, production, enable_scheduler):
 	"""Print the exact commands that restore a backup; --format sh is a script that runs as-is."""
@@ -269,7 +295,11 @@ def restore_plan(context, backup_log, new_site, destination, output_format, prod
 	with connected_site(context):
 		log = get_log_or_fail(backup_log)
 		plan = build_plan_for_log(
-			log, new_site=new_site, destination=destination, production=production, enable_scheduler=enable_scheduler
+			log,
+			new_site=new_site,
+			destination=destination,
+			production=production,
+			enable_scheduler=enable_scheduler,
 		)
 		click.echo(render_plan(plan, output_format), nl=False)
 

@@ -10,5 +10,7 @@ def before_uninstall():
 	next migrate. The backups on disk (sites/<site>/private/backup_manager) are left alone:
 	they are the operator's data.
 	"""
-	for name in frappe.get_all("Scheduled Job Type", filters={"method": ("like", "backup_manager.%")}, pluck="name"):
+	for name in frappe.get_all(
+		"Scheduled Job Type", filters={"method": ("like", "backup_manager.%")}, pluck="name"
+	):
 		frappe.delete_doc("Scheduled Job Type", name, force=True, ignore_permissions=True)

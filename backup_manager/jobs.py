@@ -216,7 +216,9 @@ def record_local_backup(log, backup_dir: str, manifest):
 		)
 	log.set("apps", [])
 	for app in manifest.apps:
-		log.append("apps", {"app": app.name, "version": app.version, "branch": app.branch, "commit": app.commit})
+		log.append(
+			"apps", {"app": app.name, "version": app.version, "branch": app.branch, "commit": app.commit}
+		)
 	save_log(log)
 
 
@@ -377,7 +379,6 @@ def is_run_job_queued(log_name: str) -> bool:
 
 
 # Migrate ---------------------------------------------------------------
-
 
 
 def backup_before_migrate():

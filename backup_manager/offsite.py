@@ -64,7 +64,9 @@ def upload_log(log, policy) -> str:
 			)
 		save_log(log)
 
-	complete = [destination.name for destination in destinations if destination_complete(log, destination.name)]
+	complete = [
+		destination.name for destination in destinations if destination_complete(log, destination.name)
+	]
 	if len(complete) == len(destinations):
 		status = "Success"
 	elif complete or any(row.status == offsite.UPLOADED for row in log.uploads):
@@ -110,7 +112,12 @@ def upload_to_destination(destination, manifest: Manifest, log) -> list:
 		)
 		return [
 			offsite.ArtifactUploadResult(
-				kind=artifact.kind, key="", status=offsite.FAILED, bytes=0, duration_seconds=0.0, error=str(exc)
+				kind=artifact.kind,
+				key="",
+				status=offsite.FAILED,
+				bytes=0,
+				duration_seconds=0.0,
+				error=str(exc),
 			)
 			for artifact in manifest.artifacts
 		]
@@ -119,15 +126,19 @@ def upload_to_destination(destination, manifest: Manifest, log) -> list:
 def destination_complete(log, destination: str) -> bool:
 	"""True once every artifact and the manifest (written last) reached the destination."""
 	rows = [row for row in log.uploads if row.destination == destination]
-	return bool(rows) and any(row.kind == offsite.MANIFEST_KIND and row.status == offsite.UPLOADED for row in rows) and all(
-		row.status == offsite.UPLOADED for row in rows
+	return (
+		bool(rows)
+		and any(row.kind == offsite.MANIFEST_KIND and row.status == offsite.UPLOADED for row in rows)
+		and all(row.status == offsite.UPLOADED for row in rows)
 	)
 
 
 def apply_destination_retention(destination, policy, dry_run: bool = False) -> list:
 	"""Apply the policy's retention to one destination; a failure is logged, never raised."""
 	pinned_ids = frappe.get_all(
-		"Backup Log", filters={"policy": policy.name, "keep_forever": 1, "backup_id": ("is", "set")}, pluck="backup_id"
+		"Backup Log",
+		filters={"policy": policy.name, "keep_forever": 1, "backup_id": ("is", "set")},
+		pluck="backup_id",
 	)
 	try:
 		return offsite.apply_offsite_retention(
@@ -154,7 +165,9 @@ def retry_upload(log_name: str, *, enqueue: bool = True):
 	"""Queue (or run) a retry of a log's failed uploads; refused if the local files are gone."""
 	log = frappe.get_doc("Backup Log", log_name)
 	if log.status not in ("Partial", "Failed") or not log.manifest:
-		frappe.throw(_("Backup Log {0} has no failed upload to retry (status {1}).").format(log.name, log.status))
+		frappe.throw(
+			_("Backup Log {0} has no failed upload to retry (status {1}).").format(log.name, log.status)
+		)
 	if log.local_files_deleted or not log.backup_dir or not os.path.isdir(log.backup_dir):
 		frappe.throw(_("The local files of {0} are gone, so its upload cannot be retried.").format(log.name))
 	if enqueue:
@@ -205,7 +218,11 @@ def retry_due_uploads(now):
 		try:
 			retry_upload(log_name)
 		except Exception:
-			frappe.log_error(title=f"Backup Manager: retry of {log_name} not queued", reference_doctype="Backup Log", reference_name=log_name)
+			frappe.log_error(
+				title=f"Backup Manager: retry of {log_name} not queued",
+				reference_doctype="Backup Log",
+				reference_name=log_name,
+			)
 
 
 def get_log_destination(log, destination_name: str | None):
@@ -217,4 +234,8 @@ def get_log_destination(log, destination_name: str | None):
 	for row in log.uploads:
 		if destination_complete(log, row.destination):
 			return frappe.get_doc("Backup Destination", row.destination)
-	frappe.throw(_("Backup Log {0} has no complete offsite copy. Name a destination with --destination.").format(log.name))
+	frappe.throw(
+		_("Backup Log {0} has no complete offsite copy. Name a destination with --destination.").format(
+			log.name
+		)
+	)

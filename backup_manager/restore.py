@@ -101,9 +101,18 @@ def describe_backup(log) -> dict:
 		"local_files": has_local_files(log),
 		"backup_dir": log.backup_dir,
 		"frappe_version": log.frappe_version,
-		"apps": [{"app": row.app, "version": row.version, "branch": row.branch, "commit": row.commit} for row in log.apps],
+		"apps": [
+			{"app": row.app, "version": row.version, "branch": row.branch, "commit": row.commit}
+			for row in log.apps
+		],
 		"artifacts": [
-			{"kind": row.kind, "file_name": row.file_name, "size_human": row.size_human, "sha256": row.sha256, "encrypted": bool(row.encrypted)}
+			{
+				"kind": row.kind,
+				"file_name": row.file_name,
+				"size_human": row.size_human,
+				"sha256": row.sha256,
+				"encrypted": bool(row.encrypted),
+			}
 			for row in log.artifacts
 		],
 		"destinations": [

@@ -14,7 +14,11 @@ def get_local_backup_records(policy_name: str) -> list[BackupRecord]:
 	"""Every backup of the policy whose local files still exist, as plain retention records."""
 	logs = frappe.get_all(
 		"Backup Log",
-		filters={"policy": policy_name, "status": ("in", ("Success", "Partial", "Uploading", "Failed")), "local_files_deleted": 0},
+		filters={
+			"policy": policy_name,
+			"status": ("in", ("Success", "Partial", "Uploading", "Failed")),
+			"local_files_deleted": 0,
+		},
 		fields=["name", "status", "started_at", "keep_forever", "backup_dir"],
 	)
 	records = []

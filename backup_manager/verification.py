@@ -44,7 +44,9 @@ def verify_offsite_backup(log, read_back: bool = False) -> list[Check]:
 			checks.append(Check("", name, False, f"{name}: {exc}"))
 			continue
 		for result in results:
-			checks.append(Check(result.kind, f"{name}:{result.key}", result.ok, f"{result.check}: {result.message}"))
+			checks.append(
+				Check(result.kind, f"{name}:{result.key}", result.ok, f"{result.check}: {result.message}")
+			)
 	return checks
 
 

@@ -115,13 +115,24 @@ class TestManifest(unittest.TestCase):
 
 class TestLayout(unittest.TestCase):
 	def test_keys(self):
-		self.assertEqual(layout.object_key("", "s1", "20261128T020000Z-BL-00001", "f.tar"), "s1/20261128T020000Z-BL-00001/f.tar")
+		self.assertEqual(
+			layout.object_key("", "s1", "20261128T020000Z-BL-00001", "f.tar"),
+			"s1/20261128T020000Z-BL-00001/f.tar",
+		)
 		self.assertEqual(layout.manifest_key("/team/", "s1", "ID"), "team/s1/ID/manifest.json")
 
 	def test_parse_backup_key_only_accepts_our_layout(self):
 		folder = layout.site_prefix("p", "s1")
-		self.assertEqual(layout.parse_backup_key(folder, "p/s1/20261128T020000Z-BL-00001/db.sql.gz"), ("20261128T020000Z-BL-00001", "db.sql.gz"))
-		for foreign in ("p/s1/notes.txt", "p/s1/random-folder/x", "p/s2/20261128T020000Z-BL-1/x", "p/s1/20261128T020000Z-BL-1/sub/x"):
+		self.assertEqual(
+			layout.parse_backup_key(folder, "p/s1/20261128T020000Z-BL-00001/db.sql.gz"),
+			("20261128T020000Z-BL-00001", "db.sql.gz"),
+		)
+		for foreign in (
+			"p/s1/notes.txt",
+			"p/s1/random-folder/x",
+			"p/s2/20261128T020000Z-BL-1/x",
+			"p/s1/20261128T020000Z-BL-1/sub/x",
+		):
 			with self.subTest(key=foreign):
 				self.assertIsNone(layout.parse_backup_key(folder, foreign))
 

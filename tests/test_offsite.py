@@ -9,7 +9,12 @@ import unittest
 from datetime import datetime, timedelta, timezone
 
 from backup_manager.core import layout
-from backup_manager.core.errors import ArtifactError, ChecksumMismatch, InvalidPolicy, StorageError
+from backup_manager.core.errors import (
+	ArtifactError,
+	ChecksumMismatch,
+	InvalidPolicy,
+	StorageError,
+)
 from backup_manager.core.manifest import (
 	DATABASE,
 	PRIVATE_FILES,

@@ -84,7 +84,7 @@ class TestOffsiteTool(unittest.TestCase):
 		self.assertLess(lines.index(incomplete_line), lines.index(complete_line))  # newest first
 		self.assertIn(f"{NOW - timedelta(days=1):%Y-%m-%d %H:%M:%S}", complete_line)
 		self.assertIn("yes", complete_line)
-		self.assertIn("6.0 MB", complete_line)
+		self.assertIn("6.0 MiB", complete_line)
 		self.assertIn("frappe 15.45.0, erpnext 15.40.1", complete_line)
 		self.assertIn("no: no manifest.json", incomplete_line)
 		self.assertIn("2 backup(s), 1 complete", out)

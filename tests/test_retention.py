@@ -13,7 +13,9 @@ NOW = datetime(2026, 11, 28, 12, 0, 0)
 
 
 def backup(name, created_at, good=True, pinned=False, protected_reason=""):
-	return BackupRecord(id=name, created_at=created_at, good=good, pinned=pinned, protected_reason=protected_reason)
+	return BackupRecord(
+		id=name, created_at=created_at, good=good, pinned=pinned, protected_reason=protected_reason
+	)
 
 
 def kept(verdicts):
@@ -23,7 +25,10 @@ def kept(verdicts):
 def daily_backups(days, hour=2):
 	"""One good backup a day at `hour`, newest first, named by date."""
 	return [
-		backup((NOW - timedelta(days=offset)).strftime("%Y-%m-%d"), (NOW - timedelta(days=offset)).replace(hour=hour))
+		backup(
+			(NOW - timedelta(days=offset)).strftime("%Y-%m-%d"),
+			(NOW - timedelta(days=offset)).replace(hour=hour),
+		)
 		for offset in range(days)
 	]
 
@@ -93,7 +98,10 @@ class TestEvaluate(unittest.TestCase):
 		self.assertEqual(kept(evaluate(backups, RetentionRules(keep_yearly=2))), ["2025-12", "2026-11"])
 
 	def test_hourly_buckets(self):
-		backups = [backup(f"m{minute}", datetime(2026, 11, 28, 10 + minute // 60, minute % 60)) for minute in (0, 30, 60, 90)]
+		backups = [
+			backup(f"m{minute}", datetime(2026, 11, 28, 10 + minute // 60, minute % 60))
+			for minute in (0, 30, 60, 90)
+		]
 		self.assertEqual(kept(evaluate(backups, RetentionRules(keep_hourly=2))), ["m30", "m90"])
 
 	def test_rules_combine_as_a_union_with_every_reason_recorded(self):
@@ -102,7 +110,9 @@ class TestEvaluate(unittest.TestCase):
 		by_id = {verdict.backup.id: verdict for verdict in verdicts}
 		# last 3: 28, 27, 26. Weekly: newest of this ISO week (28th) and last week (22nd).
 		# Monthly: newest of November (28th) and of October (31st).
-		self.assertEqual(kept(verdicts), ["2026-10-31", "2026-11-22", "2026-11-26", "2026-11-27", "2026-11-28"])
+		self.assertEqual(
+			kept(verdicts), ["2026-10-31", "2026-11-22", "2026-11-26", "2026-11-27", "2026-11-28"]
+		)
 		self.assertIn("last 1 of 3", by_id["2026-11-28"].reason)
 		self.assertIn("week 1 of 2", by_id["2026-11-28"].reason)
 		self.assertIn("month 2 of 2", by_id["2026-10-31"].reason)

@@ -11,7 +11,16 @@ import subprocess
 
 from backup_manager.core.errors import EncryptionError
 
-GPG_BASE_ARGS = ("--batch", "--yes", "--quiet", "--no-symkey-cache", "--pinentry-mode", "loopback", "--passphrase-fd", "0")
+GPG_BASE_ARGS = (
+	"--batch",
+	"--yes",
+	"--quiet",
+	"--no-symkey-cache",
+	"--pinentry-mode",
+	"loopback",
+	"--passphrase-fd",
+	"0",
+)
 
 
 def gpg_path() -> str:
@@ -30,7 +39,9 @@ def _run_gpg(args: list[str], passphrase: str) -> None:
 	)
 	if result.returncode != 0:
 		# gpg's stderr never contains the passphrase: it only ever saw it on stdin.
-		raise EncryptionError(f"gpg failed ({result.returncode}): {result.stderr.decode(errors='replace').strip()}")
+		raise EncryptionError(
+			f"gpg failed ({result.returncode}): {result.stderr.decode(errors='replace').strip()}"
+		)
 
 
 def encrypt_file_in_place(path: str, passphrase: str) -> None:

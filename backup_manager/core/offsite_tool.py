@@ -14,9 +14,11 @@ Exit status: 0 when it worked, 1 on failure (2 for a command line argparse rejec
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
+from backup_manager.core.checksums import format_size
 from backup_manager.core.errors import BackupManagerError
 from backup_manager.core.offsite import (
 	CHECK_EXISTS,
@@ -32,6 +34,7 @@ from backup_manager.core.storage import (
 	get_backend,
 )
 
+VERSION_PATTERN = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
 EXIT_OK = 0
 EXIT_FAILURE = 1
 RED = "\033[31m"
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 		("list", "list the offsite backups of a site"),
 		("verify", "check that a backup's files are offsite with the right size and checksum"),
 		("download", "download a backup and verify every file's sha256"),
+		("restore-plan", "print the commands that restore a backup, from its manifest in the bucket"),
 	):
 		command = commands.add_parser(name, help=help_text)
 		command.add_argument("--bucket", required=True)
@@ -61,8 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
 		command.add_argument("--prefix", default="", help="the policy's Prefix, if it has one")
 		command.add_argument("--site", required=True, help="the site name, e.g. erp.example.com")
 		command.add_argument("--addressing-style", choices=("auto", "path", "virtual"), default="auto")
-		if name in ("verify", "download"):
+		if name in ("verify", "download", "restore-plan"):
 			command.add_argument("--backup-id", required=True)
+		if name == "restore-plan":
+			command.add_argument(
+				"--new-site", default="", help="restore into this new site (default: the same site)"
+			)
+			command.add_argument(
+				"--bench-path", default="", help="the bench to restore on (default: the current folder)"
+			)
+			command.add_argument(
+				"--format", choices=("text", "json", "sh"), default="text", dest="output_format"
+			)
+			command.add_argument(
+				"--production", action="store_true", help="add the nginx/supervisor restart step"
+			)
 		if name == "verify":
 			command.add_argument("--read-back", action="store_true", help="download and hash every file")
 		if name == "download":
@@ -92,15 +109,6 @@ def config_from(arguments: argparse.Namespace, environ: dict) -> S3Config:
 		# Reading needs no checksum headers, and an unknown provider might reject them.
 		additional_checksums=False,
 	)
-
-
-def format_size(size: int) -> str:
-	value = float(size)
-	for unit in ("B", "KB", "MB", "GB", "TB"):
-		if value < 1024 or unit == "TB":
-			return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-		value /= 1024
-	return f"{size} B"
 
 
 def run_list(backend: StorageBackend, arguments: argparse.Namespace) -> int:
@@ -177,7 +185,70 @@ def run_download(backend: StorageBackend, arguments: argparse.Namespace) -> int:
 	return EXIT_OK
 
 
-COMMANDS = {"list": run_list, "verify": run_verify, "download": run_download}
+def read_bench_apps(bench_path: str) -> dict[str, str]:
+	"""The apps in a bench folder with their versions, read from apps/<app>/<app>/__init__.py (no import)."""
+	apps = {}
+	apps_dir = os.path.join(bench_path, "apps")
+	if not os.path.isdir(apps_dir):
+		return apps
+	for app in sorted(os.listdir(apps_dir)):
+		init_path = os.path.join(apps_dir, app, app, "__init__.py")
+		if not os.path.isfile(init_path):
+			continue
+		with open(init_path, encoding="utf-8", errors="replace") as handle:
+			match = VERSION_PATTERN.search(handle.read())
+		apps[app] = match.group(1) if match else ""
+	return apps
+
+
+def run_restore_plan(backend: StorageBackend, arguments: argparse.Namespace) -> int:
+	"""Build the restore plan of an offsite backup from its manifest, for the bench given."""
+	from backup_manager.core.layout import manifest_key
+	from backup_manager.core.manifest import Manifest
+	from backup_manager.core.restore_plan import (
+		OffsiteSource,
+		RestoreOptions,
+		build_restore_plan,
+		render_json,
+		render_shell,
+		render_text,
+	)
+
+	manifest = Manifest.from_json(
+		backend.read_bytes(manifest_key(arguments.prefix, arguments.site, arguments.backup_id)).decode()
+	)
+	config = backend.config
+	bench_path = os.path.abspath(arguments.bench_path or os.getcwd())
+	options = RestoreOptions(
+		target_site=arguments.new_site or arguments.site,
+		new_site=bool(arguments.new_site),
+		bench_path=bench_path,
+		source=OffsiteSource(
+			destination_name=config.bucket,
+			endpoint_url=config.resolved_endpoint_url(),
+			region=config.resolved_region,
+			bucket=config.bucket,
+			prefix=arguments.prefix,
+			addressing_style=arguments.addressing_style,
+		),
+		bench_apps=read_bench_apps(bench_path),
+		production=arguments.production,
+	)
+	try:
+		plan = build_restore_plan(manifest, options)
+	except ValueError as exc:
+		raise ToolError(str(exc)) from exc
+	renderer = {"text": render_text, "json": render_json, "sh": render_shell}[arguments.output_format]
+	sys.stdout.write(renderer(plan))
+	return EXIT_OK
+
+
+COMMANDS = {
+	"list": run_list,
+	"verify": run_verify,
+	"download": run_download,
+	"restore-plan": run_restore_plan,
+}
 
 
 def print_error(message: str) -> None:

@@ -59,7 +59,9 @@ class BackupRunTestCase(FrappeTestCase):
 
 class TestPolicyRun(BackupRunTestCase):
 	def test_run_produces_four_artifacts_whose_sha256_matches_the_log(self):
-		marker = frappe.get_doc({"doctype": "ToDo", "description": "backup-manager-marker-" + frappe.generate_hash()})
+		marker = frappe.get_doc(
+			{"doctype": "ToDo", "description": "backup-manager-marker-" + frappe.generate_hash()}
+		)
 		marker.insert(ignore_permissions=True)
 		frappe.db.commit()
 		self.addCleanup(lambda: (frappe.delete_doc("ToDo", marker.name, force=True), frappe.db.commit()))
@@ -69,7 +71,10 @@ class TestPolicyRun(BackupRunTestCase):
 
 		self.assertEqual(log.status, "Success", log.error_message)
 		self.assertEqual(log.trigger, "CLI")
-		self.assertEqual(sorted(row.kind for row in log.artifacts), sorted([DATABASE, PUBLIC_FILES, PRIVATE_FILES, SITE_CONFIG]))
+		self.assertEqual(
+			sorted(row.kind for row in log.artifacts),
+			sorted([DATABASE, PUBLIC_FILES, PRIVATE_FILES, SITE_CONFIG]),
+		)
 		self.assertEqual(os.path.dirname(log.backup_dir), get_backup_root())
 		self.assertTrue(os.path.basename(log.backup_dir).endswith(log.name))
 		for row in log.artifacts:
@@ -115,7 +120,9 @@ class TestPolicyRun(BackupRunTestCase):
 		self.assertIn("failed verification", result.stderr)
 
 	def test_database_only_partial_backup(self):
-		policy = make_policy("partial", with_files=0, partial_backup=1, include_doctypes=[{"document_type": "ToDo"}])
+		policy = make_policy(
+			"partial", with_files=0, partial_backup=1, include_doctypes=[{"document_type": "ToDo"}]
+		)
 		log = run_now(policy.name)
 		self.assertEqual(log.status, "Success", log.error_message)
 		self.assertEqual(sorted(row.kind for row in log.artifacts), [DATABASE, SITE_CONFIG])
@@ -147,7 +154,9 @@ class TestPolicyRun(BackupRunTestCase):
 			frappe.db.exists("Email Queue", {"reference_doctype": "Backup Log", "reference_name": log.name}),
 			"a failed run must email the policy's recipients",
 		)
-		self.assertTrue(frappe.db.exists("Error Log", {"reference_doctype": "Backup Log", "reference_name": log.name}))
+		self.assertTrue(
+			frappe.db.exists("Error Log", {"reference_doctype": "Backup Log", "reference_name": log.name})
+		)
 
 	def test_cli_run_prints_the_log_and_exits_non_zero_on_failure(self):
 		policy = make_policy("cli", with_files=0)
@@ -155,7 +164,9 @@ class TestPolicyRun(BackupRunTestCase):
 		self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
 		log_name = ok.stdout.split("\t")[0].strip()
 		frappe.db.rollback()  # see the subprocess's commits
-		self.assertEqual(frappe.db.get_value("Backup Log", log_name, ["status", "trigger"]), ("Success", "CLI"))
+		self.assertEqual(
+			frappe.db.get_value("Backup Log", log_name, ["status", "trigger"]), ("Success", "CLI")
+		)
 
 		missing = bench_command("backup-manager", "run", "--policy", "No Such Policy")
 		self.assertEqual(missing.returncode, 1)
@@ -175,8 +186,12 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 		jobs.enqueue_due_policies(now_datetime())
 		frappe.db.commit()  # enqueue_after_commit: the job reaches Redis now
 		log_name = frappe.db.get_value("Backup Log", {"policy": policy.name}, "name")
-		self.assertEqual(frappe.db.get_value("Backup Log", log_name, ["status", "trigger"]), ("Queued", "Scheduled"))
-		self.assertGreater(get_datetime(frappe.db.get_value("Backup Policy", policy.name, "next_run_at")), now_datetime())
+		self.assertEqual(
+			frappe.db.get_value("Backup Log", log_name, ["status", "trigger"]), ("Queued", "Scheduled")
+		)
+		self.assertGreater(
+			get_datetime(frappe.db.get_value("Backup Policy", policy.name, "next_run_at")), now_datetime()
+		)
 
 		# Not due any more: a second tick starts nothing.
 		jobs.enqueue_due_policies(now_datetime())
@@ -275,7 +290,16 @@ class TestLocalRetention(BackupRunTestCase):
 	def make_fake_backup(self, policy_name: str, started_at, keep_forever=0, status="Success"):
 		"""A Success log with a real folder in the backup root, as a run would leave it."""
 		log = frappe.new_doc("Backup Log")
-		log.update({"policy": policy_name, "status": status, "trigger": "Scheduled", "site": frappe.local.site, "started_at": started_at, "keep_forever": keep_forever})
+		log.update(
+			{
+				"policy": policy_name,
+				"status": status,
+				"trigger": "Scheduled",
+				"site": frappe.local.site,
+				"started_at": started_at,
+				"keep_forever": keep_forever,
+			}
+		)
 		log.flags.written_by_backup_manager = True
 		log.insert(ignore_permissions=True)
 		backup_id = f"{get_datetime(started_at):%Y%m%dT%H%M%SZ}-{log.name}"
@@ -346,7 +370,13 @@ class TestLocalRetention(BackupRunTestCase):
 class TestAlertsAndMigrate(BackupRunTestCase):
 	def test_missed_backup_alert_is_sent_once_per_window(self):
 		policy = make_policy("stale", enabled=1, alert_after_hours=2)
-		frappe.db.set_value("Backup Policy", policy.name, "creation", add_to_date(now_datetime(), hours=-5), update_modified=False)
+		frappe.db.set_value(
+			"Backup Policy",
+			policy.name,
+			"creation",
+			add_to_date(now_datetime(), hours=-5),
+			update_modified=False,
+		)
 		frappe.db.commit()
 		filters = {"reference_doctype": "Backup Policy", "reference_name": policy.name}
 		now = now_datetime()

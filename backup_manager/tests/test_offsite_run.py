@@ -33,7 +33,9 @@ S3_SECRET_KEY = os.environ.get("BM_TEST_S3_SECRET_KEY", "")
 TEST_DESTINATION_PREFIX = "_Test BM Dest "
 
 if not S3_ENDPOINT and os.environ.get("BM_REQUIRE_S3") == "1":
-	raise RuntimeError("BM_REQUIRE_S3=1 but BM_TEST_S3_ENDPOINT is not set: start SeaweedFS (tests/seaweed.py start)")
+	raise RuntimeError(
+		"BM_REQUIRE_S3=1 but BM_TEST_S3_ENDPOINT is not set: start SeaweedFS (tests/seaweed.py start)"
+	)
 
 
 def s3_client():
@@ -49,7 +51,11 @@ def s3_client():
 
 def list_keys(bucket: str, prefix: str = "") -> list[str]:
 	paginator = s3_client().get_paginator("list_objects_v2")
-	return sorted(item["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for item in page.get("Contents", []))
+	return sorted(
+		item["Key"]
+		for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+		for item in page.get("Contents", [])
+	)
 
 
 def make_destination(name: str, bucket: str, **values):
@@ -80,7 +86,9 @@ def run_now(policy_name: str):
 	return jobs.execute_run(jobs.start_run(policy=policy_name, trigger="CLI", enqueue=False))
 
 
-@unittest.skipUnless(S3_ENDPOINT, "no S3 server: BM_TEST_S3_ENDPOINT is not set (scripts/run-tests.sh sets it)")
+@unittest.skipUnless(
+	S3_ENDPOINT, "no S3 server: BM_TEST_S3_ENDPOINT is not set (scripts/run-tests.sh sets it)"
+)
 class TestOffsiteRun(FrappeTestCase):
 	@classmethod
 	def setUpClass(cls):
@@ -97,7 +105,9 @@ class TestOffsiteRun(FrappeTestCase):
 		frappe.set_user("Administrator")
 		frappe.db.rollback()
 		delete_test_policies()
-		for name in frappe.get_all("Backup Destination", filters={"name": ("like", TEST_DESTINATION_PREFIX + "%")}, pluck="name"):
+		for name in frappe.get_all(
+			"Backup Destination", filters={"name": ("like", TEST_DESTINATION_PREFIX + "%")}, pluck="name"
+		):
 			frappe.delete_doc("Backup Destination", name, force=True, ignore_permissions=True)
 		frappe.db.commit()
 
@@ -111,13 +121,22 @@ class TestOffsiteRun(FrappeTestCase):
 		expected = sorted([folder + row.file_name for row in log.artifacts] + [folder + MANIFEST_FILE_NAME])
 		self.assertEqual(list_keys(self.bucket, folder), expected)
 		self.assertEqual(len(log.uploads), len(log.artifacts) + 1)
-		self.assertTrue(all(row.status == "Uploaded" and row.remote_key.startswith(folder) for row in log.uploads))
+		self.assertTrue(
+			all(row.status == "Uploaded" and row.remote_key.startswith(folder) for row in log.uploads)
+		)
 		manifest_row = next(row for row in log.uploads if row.kind == "manifest")
 		self.assertEqual(manifest_row.remote_key, folder + MANIFEST_FILE_NAME)
 
-		remote = Manifest.from_json(s3_client().get_object(Bucket=self.bucket, Key=folder + MANIFEST_FILE_NAME)["Body"].read().decode())
+		remote = Manifest.from_json(
+			s3_client()
+			.get_object(Bucket=self.bucket, Key=folder + MANIFEST_FILE_NAME)["Body"]
+			.read()
+			.decode()
+		)
 		self.assertEqual(remote, Manifest.from_json(log.manifest))
-		self.assertEqual({artifact.sha256 for artifact in remote.artifacts}, {row.sha256 for row in log.artifacts})
+		self.assertEqual(
+			{artifact.sha256 for artifact in remote.artifacts}, {row.sha256 for row in log.artifacts}
+		)
 
 		result = bench_command("backup-manager", "verify", log.name, "--offsite")
 		self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
@@ -129,14 +148,20 @@ class TestOffsiteRun(FrappeTestCase):
 				self.assertEqual(sha256_file(os.path.join(target, row.file_name)), row.sha256)
 
 		# The secret stays in its Password field: not on the log, not in API answers.
-		self.assertNotIn(S3_SECRET_KEY, json.dumps(frappe.get_doc("Backup Log", log.name).as_dict(), default=str))
+		self.assertNotIn(
+			S3_SECRET_KEY, json.dumps(frappe.get_doc("Backup Log", log.name).as_dict(), default=str)
+		)
 		from frappe.client import get as client_get
 
-		self.assertNotIn(S3_SECRET_KEY, json.dumps(client_get("Backup Destination", destination.name), default=str))
+		self.assertNotIn(
+			S3_SECRET_KEY, json.dumps(client_get("Backup Destination", destination.name), default=str)
+		)
 
 	def test_corrupted_offsite_object_fails_offsite_verification(self):
 		destination = make_destination("corrupt", self.bucket)
-		log = run_now(make_policy("corrupt", with_files=0, destinations=[{"destination": destination.name}]).name)
+		log = run_now(
+			make_policy("corrupt", with_files=0, destinations=[{"destination": destination.name}]).name
+		)
 		self.assertEqual(log.status, "Success", log.error_message)
 		database_key = next(row.remote_key for row in log.uploads if row.kind == "database")
 		s3_client().put_object(Bucket=self.bucket, Key=database_key, Body=b"not the backup")
@@ -146,7 +171,9 @@ class TestOffsiteRun(FrappeTestCase):
 
 	def test_failed_upload_keeps_the_local_copy_and_a_retry_completes_it(self):
 		destination = make_destination("badkey", self.bucket, secret_access_key="wrong-secret-for-test")
-		policy = make_policy("badkey", with_files=0, keep_last=1, destinations=[{"destination": destination.name}])
+		policy = make_policy(
+			"badkey", with_files=0, keep_last=1, destinations=[{"destination": destination.name}]
+		)
 		first = run_now(policy.name)
 		self.assertEqual(first.status, "Failed")
 		self.assertIn("Offsite upload incomplete", first.error_message)
@@ -176,7 +203,9 @@ class TestOffsiteRun(FrappeTestCase):
 
 	def test_unreachable_destination_is_failed_with_a_plain_reason(self):
 		destination = make_destination("down", self.bucket, endpoint_url="http://127.0.0.1:1")
-		log = run_now(make_policy("down", with_files=0, destinations=[{"destination": destination.name}]).name)
+		log = run_now(
+			make_policy("down", with_files=0, destinations=[{"destination": destination.name}]).name
+		)
 		self.assertEqual(log.status, "Failed")
 		self.assertTrue(all(row.status != "Uploaded" for row in log.uploads))
 		self.assertTrue(os.path.isdir(log.backup_dir))
@@ -185,21 +214,29 @@ class TestOffsiteRun(FrappeTestCase):
 		good = make_destination("good", self.bucket)
 		bad = make_destination("bad", "no-such-bucket-" + frappe.generate_hash(length=6).lower())
 		log = run_now(
-			make_policy("two", with_files=0, destinations=[{"destination": good.name}, {"destination": bad.name}]).name
+			make_policy(
+				"two", with_files=0, destinations=[{"destination": good.name}, {"destination": bad.name}]
+			).name
 		)
 		self.assertEqual(log.status, "Partial")
 		self.assertTrue(os.path.isdir(log.backup_dir))
 
 	def test_offsite_retention_deletes_exactly_the_pruned_backups(self):
-		destination = make_destination("retention", self.bucket, path_prefix="retention-" + frappe.generate_hash(length=6))
-		policy = make_policy("offsite-retention", with_files=0, keep_last=1, destinations=[{"destination": destination.name}])
+		destination = make_destination(
+			"retention", self.bucket, path_prefix="retention-" + frappe.generate_hash(length=6)
+		)
+		policy = make_policy(
+			"offsite-retention", with_files=0, keep_last=1, destinations=[{"destination": destination.name}]
+		)
 		foreign_key = f"{destination.path_prefix}/{frappe.local.site}/operator-notes.txt"
 		s3_client().put_object(Bucket=self.bucket, Key=foreign_key, Body=b"keep me")
 		first = run_now(policy.name)
 		second = run_now(policy.name)
 		self.assertEqual((first.status, second.status), ("Success", "Success"))
 		keys = list_keys(self.bucket, destination.path_prefix + "/")
-		self.assertFalse([key for key in keys if first.backup_id in key], "the older backup was not pruned offsite")
+		self.assertFalse(
+			[key for key in keys if first.backup_id in key], "the older backup was not pruned offsite"
+		)
 		self.assertTrue([key for key in keys if second.backup_id in key and key.endswith(MANIFEST_FILE_NAME)])
 		self.assertIn(foreign_key, keys, "retention deleted an object it did not create")
 
@@ -207,11 +244,18 @@ class TestOffsiteRun(FrappeTestCase):
 		report = make_destination("probe", self.bucket).test_connection()
 		self.assertTrue(report["ok"], report)
 		self.assertEqual(len(report["checks"]), 4)
-		missing = make_destination("missing", "no-such-bucket-" + frappe.generate_hash(length=6).lower()).test_connection()
+		missing = make_destination(
+			"missing", "no-such-bucket-" + frappe.generate_hash(length=6).lower()
+		).test_connection()
 		self.assertFalse(missing["ok"])
 		self.assertFalse(missing["checks"][0]["ok"])
 		self.assertIn("no-such-bucket", missing["checks"][0]["message"])
-		self.assertEqual(frappe.db.get_value("Backup Destination", TEST_DESTINATION_PREFIX + "missing", "last_test_status"), "Failed")
+		self.assertEqual(
+			frappe.db.get_value(
+				"Backup Destination", TEST_DESTINATION_PREFIX + "missing", "last_test_status"
+			),
+			"Failed",
+		)
 
 	def test_non_system_manager_cannot_see_destinations_or_test_them(self):
 		destination = make_destination("private", self.bucket)

@@ -68,7 +68,13 @@ def delete_test_policies():
 def bench_command(*args: str, timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
 	"""Run `bench --site <this site> ...` the way bench does, from the sites folder."""
 	return subprocess.run(
-		bench_argv(*args), cwd=sites_path(), capture_output=True, text=True, timeout=timeout, check=False, **kwargs
+		bench_argv(*args),
+		cwd=sites_path(),
+		capture_output=True,
+		text=True,
+		timeout=timeout,
+		check=False,
+		**kwargs,
 	)
 
 
@@ -115,7 +121,13 @@ def ensure_outgoing_email_account():
 def make_user(email: str, roles: list[str]):
 	if not frappe.db.exists("User", email):
 		user = frappe.get_doc(
-			{"doctype": "User", "email": email, "first_name": "BM Test", "send_welcome_email": 0, "user_type": "System User"}
+			{
+				"doctype": "User",
+				"email": email,
+				"first_name": "BM Test",
+				"send_welcome_email": 0,
+				"user_type": "System User",
+			}
 		)
 		user.insert(ignore_permissions=True)
 	user = frappe.get_doc("User", email)

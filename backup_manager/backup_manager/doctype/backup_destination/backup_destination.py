@@ -38,12 +38,23 @@ class BackupDestination(Document):
 		multipart_chunksize_mb: DF.Int
 		object_lock_days: DF.Int
 		path_prefix: DF.Data | None
-		provider: DF.Literal["Amazon S3", "Wasabi", "Backblaze B2", "Cloudflare R2", "MinIO", "DigitalOcean Spaces", "Other S3-compatible"]
+		provider: DF.Literal[
+			"Amazon S3",
+			"Wasabi",
+			"Backblaze B2",
+			"Cloudflare R2",
+			"MinIO",
+			"DigitalOcean Spaces",
+			"Other S3-compatible",
+		]
 		read_back_verify: DF.Check
 		region: DF.Data | None
 		secret_access_key: DF.Password
 		server_side_encryption: DF.Literal["", "AES256", "aws:kms"]
-		storage_class: DF.Literal["", "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"]
+		storage_class: DF.Literal[
+			"", "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"
+		]
+
 	# end: auto-generated types
 	def validate(self):
 		# Saving never touches the network: connection problems are for Test Connection.
@@ -52,23 +63,29 @@ class BackupDestination(Document):
 		self.path_prefix = (self.path_prefix or "").strip().strip("/")
 		if self.endpoint_url and not self.endpoint_url.startswith(("https://", "http://")):
 			frappe.throw(
-				_("Endpoint URL {0} must start with https:// (or http:// for a server on your own network).").format(
-					frappe.bold(self.endpoint_url)
-				),
+				_(
+					"Endpoint URL {0} must start with https:// (or http:// for a server on your own network)."
+				).format(frappe.bold(self.endpoint_url)),
 				exc=InvalidBackupDestination,
 			)
 		if self.provider != "Amazon S3" and not self.endpoint_url:
 			frappe.throw(
-				_("Endpoint URL is required for {0}. Copy it from the provider's console.").format(_(self.provider)),
+				_("Endpoint URL is required for {0}. Copy it from the provider's console.").format(
+					_(self.provider)
+				),
 				exc=InvalidBackupDestination,
 			)
 		for fieldname in ("object_lock_days", "max_concurrency", "multipart_chunksize_mb"):
 			if (self.get(fieldname) or 0) < 0:
 				frappe.throw(
-					_("{0} cannot be negative.").format(_(self.meta.get_label(fieldname))), exc=InvalidBackupDestination
+					_("{0} cannot be negative.").format(_(self.meta.get_label(fieldname))),
+					exc=InvalidBackupDestination,
 				)
 		if self.server_side_encryption == "aws:kms" and not self.kms_key_id:
-			frappe.throw(_("KMS Key ID is required when Server-Side Encryption is aws:kms."), exc=InvalidBackupDestination)
+			frappe.throw(
+				_("KMS Key ID is required when Server-Side Encryption is aws:kms."),
+				exc=InvalidBackupDestination,
+			)
 
 	def apply_provider_preset(self):
 		"""Fill the endpoint, region and addressing style the provider implies, where left empty."""
@@ -117,7 +134,9 @@ class BackupDestination(Document):
 		require_backup_admin()
 		report = self.get_backend().check_connection()
 		passed = report.ok
-		message = "\n".join(f"{'✔' if check.ok else '✘'} {check.name}: {check.message}" for check in report.checks)
+		message = "\n".join(
+			f"{'✔' if check.ok else '✘'} {check.name}: {check.message}" for check in report.checks
+		)
 		self.db_set(
 			{
 				"last_test_status": "Passed" if passed else "Failed",
@@ -125,4 +144,9 @@ class BackupDestination(Document):
 				"last_test_message": message,
 			}
 		)
-		return {"ok": passed, "checks": [{"name": check.name, "ok": check.ok, "message": check.message} for check in report.checks]}
+		return {
+			"ok": passed,
+			"checks": [
+				{"name": check.name, "ok": check.ok, "message": check.message} for check in report.checks
+			],
+		}

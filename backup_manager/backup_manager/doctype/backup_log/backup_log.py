@@ -23,10 +23,17 @@ class BackupLog(Document):
 	from typing import TYPE_CHECKING
 
 	if TYPE_CHECKING:
-		from backup_manager.backup_manager.doctype.backup_log_app.backup_log_app import BackupLogApp
-		from backup_manager.backup_manager.doctype.backup_log_artifact.backup_log_artifact import BackupLogArtifact
-		from backup_manager.backup_manager.doctype.backup_log_upload.backup_log_upload import BackupLogUpload
 		from frappe.types import DF
+
+		from backup_manager.backup_manager.doctype.backup_log_app.backup_log_app import (
+			BackupLogApp,
+		)
+		from backup_manager.backup_manager.doctype.backup_log_artifact.backup_log_artifact import (
+			BackupLogArtifact,
+		)
+		from backup_manager.backup_manager.doctype.backup_log_upload.backup_log_upload import (
+			BackupLogUpload,
+		)
 
 		apps: DF.Table[BackupLogApp]
 		artifacts: DF.Table[BackupLogArtifact]
@@ -58,6 +65,7 @@ class BackupLog(Document):
 		upload_attempts: DF.Int
 		uploads: DF.Table[BackupLogUpload]
 		with_files: DF.Check
+
 	# end: auto-generated types
 	def validate(self):
 		if self.is_new() or self.flags.written_by_backup_manager:
@@ -74,9 +82,9 @@ class BackupLog(Document):
 		]
 		if changed:
 			frappe.throw(
-				_("Backup Logs are written by Backup Manager; only Keep Forever can be changed (you changed: {0}).").format(
-					", ".join(changed)
-				),
+				_(
+					"Backup Logs are written by Backup Manager; only Keep Forever can be changed (you changed: {0})."
+				).format(", ".join(changed)),
 				exc=BackupLogReadOnly,
 			)
 

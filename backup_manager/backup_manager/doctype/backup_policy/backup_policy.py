@@ -25,9 +25,14 @@ class BackupPolicy(Document):
 	from typing import TYPE_CHECKING
 
 	if TYPE_CHECKING:
-		from backup_manager.backup_manager.doctype.backup_policy_destination.backup_policy_destination import BackupPolicyDestination
-		from backup_manager.backup_manager.doctype.backup_policy_doctype.backup_policy_doctype import BackupPolicyDocType
 		from frappe.types import DF
+
+		from backup_manager.backup_manager.doctype.backup_policy_destination.backup_policy_destination import (
+			BackupPolicyDestination,
+		)
+		from backup_manager.backup_manager.doctype.backup_policy_doctype.backup_policy_doctype import (
+			BackupPolicyDocType,
+		)
 
 		alert_after_hours: DF.Int
 		backup_before_migrate: DF.Check
@@ -56,14 +61,17 @@ class BackupPolicy(Document):
 		policy_name: DF.Data
 		recipients: DF.SmallText | None
 		with_files: DF.Check
+
 	# end: auto-generated types
 	def validate(self):
 		self.validate_schedule()
 		self.validate_retention()
 		self.validate_doctypes()
 		self.validate_recipients()
-		if self.has_value_changed("frequency") or self.has_value_changed("cron_expression") or (
-			self.has_value_changed("backup_time") or not self.next_run_at
+		if (
+			self.has_value_changed("frequency")
+			or self.has_value_changed("cron_expression")
+			or (self.has_value_changed("backup_time") or not self.next_run_at)
 		):
 			self.next_run_at = self.compute_next_run(now_datetime())
 
@@ -94,12 +102,16 @@ class BackupPolicy(Document):
 		include, exclude = self.get_include_doctypes(), self.get_exclude_doctypes()
 		if not include and not exclude:
 			frappe.throw(
-				_("Partial Backup is on but no DocType is listed. Add DocTypes to Include DocTypes or Exclude DocTypes, or turn Partial Backup off."),
+				_(
+					"Partial Backup is on but no DocType is listed. Add DocTypes to Include DocTypes or Exclude DocTypes, or turn Partial Backup off."
+				),
 				exc=InvalidBackupPolicy,
 			)
 		if include and exclude:
 			frappe.throw(
-				_("Use either Include DocTypes or Exclude DocTypes, not both: Frappe's partial backup applies only one of them."),
+				_(
+					"Use either Include DocTypes or Exclude DocTypes, not both: Frappe's partial backup applies only one of them."
+				),
 				exc=InvalidBackupPolicy,
 			)
 		for fieldname, doctypes in (("include_doctypes", include), ("exclude_doctypes", exclude)):
@@ -107,7 +119,8 @@ class BackupPolicy(Document):
 			if unknown:
 				frappe.throw(
 					_("{0}: unknown DocType {1}. Remove it or correct its name.").format(
-						_(self.meta.get_label(fieldname)), ", ".join(frappe.bold(doctype) for doctype in unknown)
+						_(self.meta.get_label(fieldname)),
+						", ".join(frappe.bold(doctype) for doctype in unknown),
 					),
 					exc=InvalidBackupPolicy,
 				)
