@@ -449,3 +449,32 @@ class TestEncryptedBackup(BackupRunTestCase):
 			with open(os.path.join(folder, "config.json")) as handle:
 				self.assertEqual(json.load(handle)["db_name"], frappe.conf.db_name)
 		self.assertTrue(all(check.ok for check in verify_local_backup(log)))
+
+
+class TestRealMigrate(BackupRunTestCase):
+	def test_bench_migrate_backs_up_first_and_a_failed_backup_stops_it(self):
+		policy = make_policy("real-migrate", enabled=1, with_files=0, backup_before_migrate=1)
+		result = bench_command("migrate", timeout=900)
+		self.assertEqual(result.returncode, 0, result.stdout[-2000:] + result.stderr[-2000:])
+		frappe.db.rollback()
+		self.assertEqual(
+			frappe.db.get_value("Backup Log", {"policy": policy.name}, ["trigger", "status"]),
+			("Before Migrate", "Success"),
+		)
+
+		# A backup folder that cannot be created (its parent is a file) makes the backup fail.
+		blocker = os.path.join(sites_path(), "bm-test-not-a-folder")
+		with open(blocker, "w") as handle:
+			handle.write("a file, not a folder")
+		self.addCleanup(os.remove, blocker)
+		self.assertEqual(bench_command("set-config", "backup_manager_path", blocker).returncode, 0)
+		self.addCleanup(bench_command, "set-config", "backup_manager_path", "")
+		result = bench_command("migrate", timeout=900)
+		self.assertNotEqual(result.returncode, 0, "a failed backup must stop the migrate")
+		self.assertIn("Backup before migrate failed for policy", result.stdout + result.stderr)
+		self.assertIn("BACKUP_MANAGER_SKIP_MIGRATE_BACKUP=1", result.stdout + result.stderr)
+		frappe.db.rollback()
+		statuses = frappe.get_all(
+			"Backup Log", filters={"policy": policy.name}, pluck="status", order_by="creation asc"
+		)
+		self.assertEqual(statuses, ["Success", "Failed"])
