@@ -1,0 +1,39 @@
+"""Read-outs run with `bench --site SITE execute` on a restored site, for the restore tests."""
+
+import hashlib
+import os
+
+import frappe
+
+
+def describe_site(marker: str, destination: str) -> dict:
+	"""What the restore tests compare: marker records, a Password field, restored files."""
+	from frappe.utils.password import get_decrypted_password
+
+	todos = frappe.get_all(
+		"ToDo",
+		filters={"description": ("like", f"%{marker}%")},
+		fields=["description", "priority", "status"],
+		order_by="description asc",
+	)
+	files = {}
+	for folder in ("public", "private"):
+		path = frappe.get_site_path(folder, "files", f"{marker}.txt")
+		if os.path.exists(path):
+			with open(path, "rb") as handle:
+				files[folder] = hashlib.sha256(handle.read()).hexdigest()
+	secret = None
+	if frappe.db.exists("Backup Destination", destination):
+		secret = get_decrypted_password(
+			"Backup Destination", destination, "secret_access_key", raise_exception=False
+		)
+	return {"todos": todos, "files": files, "secret": secret}
+
+
+def delete_markers(marker: str) -> int:
+	"""Delete the marker records (the change a same-site restore must undo)."""
+	names = frappe.get_all("ToDo", filters={"description": ("like", f"%{marker}%")}, pluck="name")
+	for name in names:
+		frappe.delete_doc("ToDo", name, force=True, ignore_permissions=True)
+	frappe.db.commit()
+	return len(names)

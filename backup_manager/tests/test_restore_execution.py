@@ -1,0 +1,239 @@
+"""Generated restore scripts, executed for real: new site, same site, and from the S3 server."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import frappe
+
+from backup_manager import jobs
+from backup_manager.tests.test_offsite_run import S3_ENDPOINT, make_destination, s3_client
+from backup_manager.tests.utils import (
+	FrappeTestCase,
+	delete_test_policies,
+	ensure_outgoing_email_account,
+	make_policy,
+	sites_path,
+)
+
+SECRET = "restore-test-secret-" + "x" * 8
+
+
+def site_command(site: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+	return subprocess.run(
+		[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "--site", site, *args],
+		cwd=sites_path(),
+		capture_output=True,
+		text=True,
+		timeout=timeout,
+		check=False,
+	)
+
+
+def site_execute(site: str, method: str, **kwargs):
+	result = site_command(site, "execute", method, "--kwargs", json.dumps(kwargs))
+	if result.returncode != 0:
+		raise AssertionError(f"{method} on {site} failed:\n{result.stdout}\n{result.stderr}")
+	return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def drop_site(site: str):
+	if os.path.isdir(os.path.join(sites_path(), site)):
+		subprocess.run(
+			[
+				sys.executable,
+				"-m",
+				"frappe.utils.bench_helper",
+				"frappe",
+				"drop-site",
+				site,
+				"--force",
+				"--no-backup",
+			],
+			cwd=sites_path(),
+			capture_output=True,
+			check=False,
+		)
+
+
+def run_plan(site: str, log_name: str, *plan_args: str, env: dict | None = None) -> str:
+	"""Render the sh plan of a log with the CLI and run it with bash; return its output."""
+	plan = site_command(site, "backup-manager", "restore-plan", log_name, "--format", "sh", *plan_args)
+	if plan.returncode != 0:
+		raise AssertionError(f"restore-plan failed:\n{plan.stdout}\n{plan.stderr}")
+	with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as script:
+		script.write(plan.stdout)
+	try:
+		result = subprocess.run(
+			["bash", script.name],
+			capture_output=True,
+			text=True,
+			timeout=1800,
+			check=False,
+			env={**os.environ, **(env or {})},
+			stdin=subprocess.DEVNULL,
+		)
+	finally:
+		os.remove(script.name)
+	if result.returncode != 0:
+		raise AssertionError(
+			f"restore script failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+		)
+	return result.stdout
+
+
+class TestRestoreExecution(FrappeTestCase):
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		ensure_outgoing_email_account()
+		cls.marker = "bm-restore-marker-" + frappe.generate_hash(length=8)
+		for priority in ("Low", "Medium", "High"):
+			frappe.get_doc(
+				{"doctype": "ToDo", "description": f"{cls.marker} {priority}", "priority": priority}
+			).insert(ignore_permissions=True)
+		for folder in ("public", "private"):
+			with open(frappe.get_site_path(folder, "files", f"{cls.marker}.txt"), "wb") as handle:
+				handle.write(os.urandom(4096))
+		frappe.db.commit()
+
+	@classmethod
+	def tearDownClass(cls):
+		for name in frappe.get_all(
+			"ToDo", filters={"description": ("like", f"%{cls.marker}%")}, pluck="name"
+		):
+			frappe.delete_doc("ToDo", name, force=True, ignore_permissions=True)
+		for folder in ("public", "private"):
+			path = frappe.get_site_path(folder, "files", f"{cls.marker}.txt")
+			if os.path.exists(path):
+				os.remove(path)
+		frappe.db.commit()
+		super().tearDownClass()
+
+	def setUp(self):
+		frappe.set_user("Administrator")
+
+	def tearDown(self):
+		frappe.db.rollback()
+		delete_test_policies()
+		for name in frappe.get_all(
+			"Backup Destination", filters={"name": ("like", "_Test BM Dest %")}, pluck="name"
+		):
+			frappe.delete_doc("Backup Destination", name, force=True, ignore_permissions=True)
+		frappe.db.commit()
+
+	def original(self, destination: str) -> dict:
+		from backup_manager.tests.restore_checks import describe_site
+
+		described = describe_site(self.marker, destination)
+		self.assertEqual(len(described["todos"]), 3)
+		self.assertEqual(set(described["files"]), {"public", "private"})
+		self.assertTrue(described["secret"])
+		# As the JSON printed by bench execute will read.
+		return json.loads(json.dumps(described, default=str))
+
+	def make_secret_destination(self, name: str):
+		"""A Password field value whose decryption on the restored site proves the key was carried."""
+		if S3_ENDPOINT:
+			bucket = "bm-restore-" + frappe.generate_hash(length=8).lower()
+			s3_client().create_bucket(Bucket=bucket)
+			destination = make_destination(name, bucket)
+		else:
+			destination = frappe.get_doc(
+				{
+					"doctype": "Backup Destination",
+					"destination_name": "_Test BM Dest " + name,
+					"provider": "MinIO",
+					"endpoint_url": "http://127.0.0.1:1",
+					"bucket": "unused",
+					"access_key_id": "unused",
+					"secret_access_key": SECRET,
+				}
+			).insert(ignore_permissions=True)
+			frappe.db.commit()
+		return destination
+
+	def test_sh_plan_restores_into_a_new_site_and_same_site_restore_undoes_changes(self):
+		destination = self.make_secret_destination("restore-local")
+		secret = destination.get_password("secret_access_key")
+		policy = make_policy("restore-local")
+		log = jobs.execute_run(jobs.start_run(policy=policy.name, trigger="CLI", enqueue=False))
+		self.assertEqual(log.status, "Success", log.error_message)
+		expected = self.original(destination.name)
+		self.assertEqual(expected["secret"], secret)
+
+		new_site = "bm-restore-a.localhost"
+		drop_site(new_site)
+		self.addCleanup(drop_site, new_site)
+		output = run_plan(frappe.local.site, log.name, "--new-site", new_site)
+		self.assertIn(f"is restored into {new_site}", output)
+		self.assertNotIn(secret, output)
+		self.assertEqual(
+			site_execute(
+				new_site,
+				"backup_manager.tests.restore_checks.describe_site",
+				marker=self.marker,
+				destination=destination.name,
+			),
+			expected,
+		)
+
+		# Same site: back up the new site, change it, restore its own backup: the change is gone.
+		self.assertEqual(
+			site_command(new_site, "backup-manager", "init", "--name", "Restore Test").returncode, 0
+		)
+		run = site_command(new_site, "backup-manager", "run", "--policy", "Restore Test")
+		self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+		same_site_log = run.stdout.strip().splitlines()[-1].split("\t")[0]
+		self.assertEqual(
+			site_execute(new_site, "backup_manager.tests.restore_checks.delete_markers", marker=self.marker),
+			3,
+		)
+		run_plan(new_site, same_site_log)
+		self.assertEqual(
+			site_execute(
+				new_site,
+				"backup_manager.tests.restore_checks.describe_site",
+				marker=self.marker,
+				destination=destination.name,
+			),
+			expected,
+		)
+
+	def test_sh_plan_restores_a_new_site_from_the_s3_server(self):
+		if not S3_ENDPOINT:
+			self.skipTest("no S3 server: BM_TEST_S3_ENDPOINT is not set (scripts/run-tests.sh sets it)")
+		destination = self.make_secret_destination("restore-s3")
+		policy = make_policy("restore-s3", destinations=[{"destination": destination.name}])
+		log = jobs.execute_run(jobs.start_run(policy=policy.name, trigger="CLI", enqueue=False))
+		self.assertEqual(log.status, "Success", log.error_message)
+		expected = self.original(destination.name)
+
+		new_site = "bm-restore-b.localhost"
+		drop_site(new_site)
+		self.addCleanup(drop_site, new_site)
+		output = run_plan(
+			frappe.local.site,
+			log.name,
+			"--new-site",
+			new_site,
+			"--from-destination",
+			destination.name,
+			env={
+				"AWS_ACCESS_KEY_ID": destination.access_key_id,
+				"AWS_SECRET_ACCESS_KEY": destination.get_password("secret_access_key"),
+			},
+		)
+		self.assertIn("Download the backup", output)
+		self.assertNotIn(destination.get_password("secret_access_key"), output)
+		self.assertEqual(
+			site_execute(
+				new_site,
+				"backup_manager.tests.restore_checks.describe_site",
+				marker=self.marker,
+				destination=destination.name,
+			),
+			expected,
+		)
