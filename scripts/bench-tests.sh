@@ -31,6 +31,14 @@ if [ -x "$BENCH/env/bin/pip" ]; then
 else
 	uv pip install -q --python "$BENCH/env/bin/python" -e "$APP_DIR"
 fi
+# The Restore Guide is tested in a real headless Chromium driven by selenium.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+	say "Installing chromium and chromium-driver for the browser test"
+	(apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)
+fi
+"$BENCH/env/bin/python" -m pip install -q --disable-pip-version-check "selenium>=4.20" 2>/dev/null \
+	|| uv pip install -q --python "$BENCH/env/bin/python" "selenium>=4.20"
+export BM_REQUIRE_BROWSER=1
 grep -qx backup_manager "$BENCH/sites/apps.txt" || printf '\nbackup_manager\n' >> "$BENCH/sites/apps.txt"
 sed -i '/^$/d' "$BENCH/sites/apps.txt"
 

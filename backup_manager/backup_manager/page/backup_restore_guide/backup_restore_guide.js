@@ -8,7 +8,10 @@ frappe.pages["backup-restore-guide"].on_page_load = function (wrapper) {
 };
 
 frappe.pages["backup-restore-guide"].on_page_show = function (wrapper) {
-	const backup_log = frappe.route_options && frappe.route_options.backup_log;
+	// From a button (route options) or a shared link (?backup_log=...).
+	const backup_log =
+		(frappe.route_options && frappe.route_options.backup_log) ||
+		frappe.utils.get_query_params().backup_log;
 	frappe.route_options = null;
 	if (backup_log) wrapper.restore_guide.fields.backup_log.set_value(backup_log);
 };
