@@ -30,7 +30,6 @@ try:
 	from selenium import webdriver
 	from selenium.webdriver.chrome.service import Service
 	from selenium.webdriver.common.by import By
-	from selenium.webdriver.support import expected_conditions
 	from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # scripts/bench-tests.sh installs selenium into the bench env
 	webdriver = None
