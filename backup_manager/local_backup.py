@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import frappe
@@ -94,21 +95,13 @@ def _write_artifacts(request: BackupRequest, work_dir: str) -> Manifest:
 		paths[PRIVATE_FILES] = generator.backup_path_private_files
 
 	for kind, path in paths.items():
-		check_artifact_readable(kind, path)
-
-	artifacts = []
-	for kind, path in paths.items():
-		if encrypt and not is_gpg_encrypted(path):
-			encrypt_file_in_place(path, get_or_generate_backup_encryption_key())
-		artifacts.append(
-			Artifact(
-				kind=kind,
-				file_name=os.path.basename(path),
-				size=os.path.getsize(path),
-				sha256=checksums.sha256_file(path),
-				encrypted=is_gpg_encrypted(path),
-			)
-		)
+		if not path or not os.path.isfile(path):
+			raise ArtifactError(f"The {kind} artifact was not written")
+	# Read in the main thread: frappe.local is not visible from the worker threads below.
+	passphrase = get_or_generate_backup_encryption_key() if encrypt else None
+	# Checking and hashing run two files at a time: hashlib and zlib release the GIL.
+	with ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup-manager-hash") as pool:
+		artifacts = list(pool.map(lambda item: inspect_artifact(item[0], item[1], passphrase), paths.items()))
 
 	return Manifest(
 		backup_id=request.backup_id,
@@ -122,6 +115,25 @@ def _write_artifacts(request: BackupRequest, work_dir: str) -> Manifest:
 		include_doctypes=list(request.include_doctypes),
 		exclude_doctypes=list(request.exclude_doctypes),
 		policy=request.policy,
+	)
+
+
+def inspect_artifact(kind: str, path: str, passphrase: str | None) -> Artifact:
+	"""Check an artifact is whole, encrypt it if asked, and describe it (size, sha256)."""
+	if passphrase is None and kind == DATABASE and not is_gpg_encrypted(path):
+		# One read both hashes the dump and proves it decompresses to its end.
+		sha256 = checksums.sha256_gzip_file(path)
+	else:
+		check_artifact_readable(kind, path)
+		if passphrase is not None and not is_gpg_encrypted(path):
+			encrypt_file_in_place(path, passphrase)
+		sha256 = checksums.sha256_file(path)
+	return Artifact(
+		kind=kind,
+		file_name=os.path.basename(path),
+		size=os.path.getsize(path),
+		sha256=sha256,
+		encrypted=is_gpg_encrypted(path),
 	)
 
 

@@ -60,6 +60,21 @@ class TestChecksums(TempDirTestCase):
 		with self.assertRaises(ArtifactError):
 			checksums.verify_gzip_complete(truncated)
 
+	def test_sha256_gzip_file_hashes_and_checks_multi_member_dumps_in_one_pass(self):
+		# Like Frappe's dump: a header member, then the dump's member.
+		payload = gzip.compress(b"-- header\n") + gzip.compress(os.urandom(3 * checksums.CHUNK_SIZE))
+		whole = self.write("db.sql.gz", payload)
+		self.assertEqual(checksums.sha256_gzip_file(whole), hashlib.sha256(payload).hexdigest())
+		for cut in (len(payload) // 2, len(payload) - 3):
+			with self.subTest(cut=cut):
+				truncated = self.write("cut.sql.gz", payload[:cut])
+				with self.assertRaises(ArtifactError):
+					checksums.sha256_gzip_file(truncated)
+		corrupt = bytearray(payload)
+		corrupt[len(payload) // 3] ^= 0xFF
+		with self.assertRaises(ArtifactError):
+			checksums.sha256_gzip_file(self.write("bad.sql.gz", bytes(corrupt)))
+
 	def test_tar_readability(self):
 		buffer = io.BytesIO()
 		with tarfile.open(fileobj=buffer, mode="w") as archive:

@@ -43,6 +43,35 @@ def verify_gzip_complete(path: str) -> None:
 		raise ArtifactError(f"{os.path.basename(path)} is not a complete gzip file: {exc}") from exc
 
 
+def sha256_gzip_file(path: str) -> str:
+	"""Hash a gzip file and check that it decompresses to its end, in a single read.
+
+	Frappe writes a database dump as two gzip members (its header, then mysqldump's output),
+	so every member is followed. Decompressed output is bounded to CHUNK_SIZE at a time.
+	"""
+	digest = hashlib.sha256()
+	decompressor, fed = zlib.decompressobj(wbits=31), False
+	try:
+		with open(path, "rb") as handle:
+			while chunk := handle.read(CHUNK_SIZE):
+				digest.update(chunk)
+				pending = chunk
+				while pending:
+					fed = True
+					decompressor.decompress(pending, CHUNK_SIZE)
+					pending = decompressor.unconsumed_tail
+					if decompressor.eof:
+						pending = decompressor.unused_data + pending
+						decompressor, fed = zlib.decompressobj(wbits=31), False
+	except zlib.error as exc:
+		raise ArtifactError(f"{os.path.basename(path)} is not a complete gzip file: {exc}") from exc
+	if fed and not decompressor.eof:
+		raise ArtifactError(
+			f"{os.path.basename(path)} is not a complete gzip file: it ends in the middle of a stream"
+		)
+	return digest.hexdigest()
+
+
 def verify_tar_readable(path: str) -> int:
 	"""Raise unless every member header of the tar (plain or gzipped) can be read; return the count."""
 	try:
