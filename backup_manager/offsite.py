@@ -235,7 +235,8 @@ def get_log_destination(log, destination_name: str | None):
 		if destination_complete(log, row.destination):
 			return frappe.get_doc("Backup Destination", row.destination)
 	frappe.throw(
-		_("Backup Log {0} has no complete offsite copy. Name a destination with --destination.").format(
-			log.name
-		)
+		_(
+			"Backup Log {0} has no complete offsite copy. Name the Backup Destination to read it from "
+			"(restore-plan --from-destination, download --destination, or Download From in the Restore Guide)."
+		).format(log.name)
 	)

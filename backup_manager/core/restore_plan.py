@@ -1009,8 +1009,9 @@ def _database_secrets_step(target: str, new_site: bool) -> PlanStep:
 		commands=[
 			_guard(
 				f"! compgen -G '{SAVED_COMMON_CONFIG_PATTERN}' >/dev/null",
-				f"An earlier restore left its saved copy of {COMMON_CONFIG_PATH} ({SAVED_COMMON_CONFIG_PATTERN}): "
-				"it is the original file. Move it back over the current one, then run the plan again.",
+				f"An earlier restore left its saved copy of {COMMON_CONFIG_PATH} ({SAVED_COMMON_CONFIG_PATTERN}), "
+				"or another restore is running on this bench: wait for it to finish. If none is running, the "
+				"saved copy is the original file: move it back over the current one, then run the plan again.",
 			),
 			f"COMMON_CONFIG_ORIGINAL=$(mktemp {SAVED_COMMON_CONFIG_PATTERN[:-1]}XXXXXX)",
 			f'cp {COMMON_CONFIG_PATH} "$COMMON_CONFIG_ORIGINAL"',

@@ -37,3 +37,26 @@ def delete_markers(marker: str) -> int:
 		frappe.delete_doc("ToDo", name, force=True, ignore_permissions=True)
 	frappe.db.commit()
 	return len(names)
+
+
+def describe_file_records(marker: str) -> list[dict]:
+	"""The File documents named after the marker, each with the sha256 of the file it points to."""
+	described = []
+	for name in frappe.get_all(
+		"File", filters={"file_name": ("like", f"{marker}%")}, pluck="name", order_by="is_private asc"
+	):
+		file = frappe.get_doc("File", name)
+		path = file.get_full_path()
+		sha256 = None
+		if os.path.isfile(path):
+			with open(path, "rb") as handle:
+				sha256 = hashlib.sha256(handle.read()).hexdigest()
+		described.append(
+			{
+				"file_name": file.file_name,
+				"file_url": file.file_url,
+				"is_private": file.is_private,
+				"sha256": sha256,
+			}
+		)
+	return described

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -214,6 +215,9 @@ class TestRestoreExecution(FrappeTestCase):
 		new_site = "bm-restore-b.localhost"
 		drop_site(new_site)
 		self.addCleanup(drop_site, new_site)
+		# The plan downloads into <bench>/backup-restore/<backup id>; keep the bench clean.
+		downloads = os.path.join(os.path.dirname(sites_path()), "backup-restore", log.backup_id)
+		self.addCleanup(shutil.rmtree, downloads, True)
 		output = run_plan(
 			frappe.local.site,
 			log.name,

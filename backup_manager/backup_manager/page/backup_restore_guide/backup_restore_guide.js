@@ -104,7 +104,7 @@ class BackupRestoreGuide {
 					<h5>${index + 1}. ${esc(step.title)}</h5>
 					<p class="text-muted">${esc(step.explanation)}</p>
 					${step_warnings}
-					${commands ? `<div class="position-relative"><button class="btn btn-xs btn-default copy-step" data-index="${index}" style="position:absolute;right:8px;top:8px">${__("Copy")}</button><pre class="restore-commands"><code>${esc(commands)}</code></pre></div>` : ""}
+					${commands ? `<div class="position-relative"><button class="btn btn-xs btn-default copy-step" data-index="${index}" style="position:absolute;right:8px;top:8px">${__("Copy")}</button><pre class="restore-commands" style="padding-right:5rem"><code>${esc(commands)}</code></pre></div>` : ""}
 					${step.on_failure ? `<p class="small"><b>${__("If this step fails")}:</b> ${esc(step.on_failure)}</p>` : ""}
 				</div>`;
 			})
