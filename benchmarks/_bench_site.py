@@ -168,33 +168,86 @@ def ensure_site(bench_path: str, site: str) -> None:
 		run_bench(bench_path, "--site", site, "install-app", "backup_manager")
 
 
-def ensure_policy(bench_path: str, site: str, name: str = POLICY) -> None:
-	"""A policy with files and no destinations; keep_last 1 so repeated runs do not fill the disk.
+POLICY_VALUES = {
+	"enabled": 0,
+	"with_files": 1,
+	"compress_files": 0,
+	"backup_before_migrate": 0,
+	"keep_last": 1,
+	"keep_hourly": 0,
+	"keep_daily": 0,
+	"keep_weekly": 0,
+	"keep_monthly": 0,
+	"keep_yearly": 0,
+}
+# Runs under the bench's python in sites/: sets the policy's values and its destinations (none,
+# or the benchmark's S3 destination, whose keys come from the environment, never from argv).
+POLICY_SNIPPET = """\
+import json, os, sys
+import frappe
+
+site, policy_name, values, destination_name = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+frappe.init(site=site, sites_path=".")
+frappe.connect()
+try:
+	policy = frappe.get_doc("Backup Policy", policy_name)
+	policy.update(values)
+	policy.set("destinations", [])
+	if destination_name:
+		destination_values = {
+			"provider": "MinIO",
+			"endpoint_url": os.environ["BM_BENCH_S3_ENDPOINT"],
+			"region": "us-east-1",
+			"bucket": os.environ["BM_BENCH_S3_BUCKET"],
+			"path_prefix": "bm-bench",
+			"addressing_style": "path",
+			"access_key_id": os.environ["BM_BENCH_S3_ACCESS_KEY"],
+			"secret_access_key": os.environ["BM_BENCH_S3_SECRET_KEY"],
+		}
+		if frappe.db.exists("Backup Destination", destination_name):
+			destination = frappe.get_doc("Backup Destination", destination_name)
+			destination.update(destination_values)
+			destination.save(ignore_permissions=True)
+		else:
+			frappe.get_doc(
+				{"doctype": "Backup Destination", "destination_name": destination_name, **destination_values}
+			).insert(ignore_permissions=True)
+		policy.append("destinations", {"destination": destination_name})
+	policy.save(ignore_permissions=True)
+	frappe.db.commit()
+finally:
+	frappe.destroy()
+"""
+
+
+def ensure_policy(
+	bench_path: str,
+	site: str,
+	name: str = POLICY,
+	destination: str = "",
+	destination_env: dict[str, str] | None = None,
+) -> None:
+	"""A policy with files and keep_last 1 (repeated runs do not fill the disk), and no destination
+	unless one is given (a run killed while it had one attached leaves nothing behind).
 
 	It is disabled so that the scheduler never starts it between rounds; `backup-manager run`
 	runs disabled policies too.
 	"""
 	run_bench(bench_path, "--site", site, "backup-manager", "init", "--name", name)
-	values = {
-		"enabled": 0,
-		"with_files": 1,
-		"compress_files": 0,
-		"backup_before_migrate": 0,
-		"keep_last": 1,
-		"keep_hourly": 0,
-		"keep_daily": 0,
-		"keep_weekly": 0,
-		"keep_monthly": 0,
-		"keep_yearly": 0,
-	}
-	run_bench(
-		bench_path,
-		"--site",
-		site,
-		"execute",
-		"frappe.client.set_value",
-		"--kwargs",
-		json.dumps({"doctype": "Backup Policy", "name": name, "fieldname": values}),
+	run_command(
+		[
+			os.path.join(bench_path, "env", "bin", "python"),
+			"-c",
+			POLICY_SNIPPET,
+			site,
+			name,
+			json.dumps(POLICY_VALUES),
+			destination,
+		],
+		cwd=os.path.join(bench_path, "sites"),
+		env=destination_env,
+		label=f"setting up Backup Policy {name}"
+		+ (f" with destination {destination}" if destination else ""),
 	)
 
 

@@ -42,7 +42,6 @@ from _bench_site import (
 	DEFAULT_BENCH,
 	DEFAULT_SITE,
 	OUTPUT_TAIL_CHARACTERS,
-	POLICY,
 	Measurement,
 	StepFailed,
 	benchmark_lock,
@@ -254,69 +253,18 @@ def get_s3_client(server: S3Server):
 	)
 
 
-# Runs under the bench's python in sites/; the keys come from the environment, never argv.
-DESTINATION_SNIPPET = """\
-import os, sys
-import frappe
-
-site, name, policy, mode = sys.argv[1:5]
-frappe.init(site=site, sites_path=".")
-frappe.connect()
-try:
-	policy_doc = frappe.get_doc("Backup Policy", policy)
-	if mode == "attach":
-		values = {
-			"provider": "MinIO",
-			"endpoint_url": os.environ["BM_BENCH_S3_ENDPOINT"],
-			"region": "us-east-1",
-			"bucket": os.environ["BM_BENCH_S3_BUCKET"],
-			"path_prefix": "bm-bench",
-			"addressing_style": "path",
-			"access_key_id": os.environ["BM_BENCH_S3_ACCESS_KEY"],
-			"secret_access_key": os.environ["BM_BENCH_S3_SECRET_KEY"],
-		}
-		if frappe.db.exists("Backup Destination", name):
-			destination = frappe.get_doc("Backup Destination", name)
-			destination.update(values)
-			destination.save(ignore_permissions=True)
-		else:
-			frappe.get_doc({"doctype": "Backup Destination", "destination_name": name, **values}).insert(
-				ignore_permissions=True
-			)
-		policy_doc.set("destinations", [{"destination": name}])
-	else:
-		policy_doc.set("destinations", [])
-	policy_doc.save(ignore_permissions=True)
-	frappe.db.commit()
-finally:
-	frappe.destroy()
-"""
-
-
 def set_policy_destination(bench_path: str, site: str, server: S3Server | None) -> None:
 	"""Attach the benchmark destination to the policy (server given) or detach it (None)."""
-	env = {}
-	if server:
-		env = {
-			"BM_BENCH_S3_ENDPOINT": server.endpoint_url,
-			"BM_BENCH_S3_BUCKET": server.bucket,
-			"BM_BENCH_S3_ACCESS_KEY": server.access_key,
-			"BM_BENCH_S3_SECRET_KEY": server.secret_key,
-		}
-	run_command(
-		[
-			os.path.join(bench_path, "env", "bin", "python"),
-			"-c",
-			DESTINATION_SNIPPET,
-			site,
-			DESTINATION,
-			POLICY,
-			"attach" if server else "detach",
-		],
-		cwd=os.path.join(bench_path, "sites"),
-		env=env,
-		label=("attaching" if server else "detaching") + f" Backup Destination {DESTINATION}",
-	)
+	if not server:
+		ensure_policy(bench_path, site)
+		return
+	env = {
+		"BM_BENCH_S3_ENDPOINT": server.endpoint_url,
+		"BM_BENCH_S3_BUCKET": server.bucket,
+		"BM_BENCH_S3_ACCESS_KEY": server.access_key,
+		"BM_BENCH_S3_SECRET_KEY": server.secret_key,
+	}
+	ensure_policy(bench_path, site, destination=DESTINATION, destination_env=env)
 
 
 def download_by_hand(server: S3Server, prefix: str, to_dir: str) -> dict[str, str]:
