@@ -240,10 +240,12 @@ def test_destination(context, destination):
 	"""Check a Backup Destination: bucket exists, keys can write, read and delete a probe."""
 	import frappe
 
+	from backup_manager.offsite import test_destination_connection
+
 	with connected_site(context):
 		if not frappe.db.exists("Backup Destination", destination):
 			fail(f"Backup Destination {destination!r} does not exist")
-		report = frappe.get_doc("Backup Destination", destination).test_connection()
+		report = test_destination_connection(destination)
 		for check in report["checks"]:
 			click.secho(
 				f"{'OK ' if check['ok'] else 'BAD'}\t{check['name']}\t{check['message']}",

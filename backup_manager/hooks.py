@@ -14,6 +14,6 @@ scheduler_events = {
 	},
 }
 
-before_migrate = ["backup_manager.jobs.backup_before_migrate"]
+before_migrate = ["backup_manager.migrate.backup_before_migrate"]
 
 before_uninstall = "backup_manager.install.before_uninstall"

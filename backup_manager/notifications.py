@@ -1,8 +1,12 @@
 """Emails about backup runs: failures, optional successes and missed-backup alerts."""
 
+from datetime import datetime
+
 import frappe
 from frappe import _
-from frappe.utils import get_url_to_form
+from frappe.utils import cint, get_datetime, get_url_to_form
+
+from backup_manager.core.alerts import missed_backup_alert_due
 
 
 def get_alert_recipients(policy) -> list[str]:
@@ -13,6 +17,47 @@ def get_alert_recipients(policy) -> list[str]:
 	from frappe.utils.user import get_system_managers
 
 	return get_system_managers(only_name=True)
+
+
+def notify_run(policy, log):
+	"""Send the run's email if the policy asks for one; a mail failure never fails the run."""
+	try:
+		send_run_notification(policy, log)
+	except Exception:
+		frappe.log_error(
+			title=f"Backup Manager: notification for {log.name} failed",
+			reference_doctype="Backup Log",
+			reference_name=log.name,
+		)
+
+
+def send_missed_backup_alerts(now: datetime):
+	"""Tick step: alert once per window for every policy with no success within its alert window."""
+	for policy in frappe.get_all(
+		"Backup Policy",
+		filters={"enabled": 1, "alert_after_hours": (">", 0)},
+		fields=["name", "alert_after_hours", "last_success_at", "last_stale_alert_at", "creation"],
+	):
+		if not missed_backup_alert_due(
+			window_hours=cint(policy.alert_after_hours),
+			last_success_at=get_datetime(policy.last_success_at) if policy.last_success_at else None,
+			watching_since=get_datetime(policy.creation),
+			last_alert_at=get_datetime(policy.last_stale_alert_at) if policy.last_stale_alert_at else None,
+			now=now,
+		):
+			continue
+		try:
+			send_missed_backup_alert(frappe.get_doc("Backup Policy", policy.name))
+		except Exception:
+			frappe.db.rollback()
+			frappe.log_error(
+				title=f"Backup Manager: missed-backup alert for {policy.name} failed",
+				reference_doctype="Backup Policy",
+				reference_name=policy.name,
+			)
+		# Recorded even when sending failed: one attempt per window, never one per tick.
+		frappe.db.set_value("Backup Policy", policy.name, "last_stale_alert_at", now, update_modified=False)
+		frappe.db.commit()
 
 
 def send_run_notification(policy, log):

@@ -9,15 +9,14 @@ from datetime import datetime, timezone
 
 import frappe
 from frappe import _
-from frappe.utils import add_to_date, cint, now_datetime
+from frappe.utils import cint, now_datetime
 
-from backup_manager.core import offsite
-from backup_manager.core.checksums import format_size
+from backup_manager.core import offsite, outcome
 from backup_manager.core.manifest import Manifest
+from backup_manager.locks import policy_lock
+from backup_manager.notifications import notify_run
+from backup_manager.run_log import estimate_job_timeout, finish_log, record_uploads, save_log
 
-# Automatic upload retries after a failed or partial upload: 15 min, 30 min, 60 min.
-MAX_UPLOAD_ATTEMPTS = 4
-RETRY_BASE_MINUTES = 15
 UPLOAD_JOB = "backup_manager.offsite.retry_upload_job"
 
 
@@ -33,8 +32,6 @@ def get_policy_destinations(policy) -> list:
 
 def upload_log(log, policy) -> str:
 	"""Upload a log's backup to every destination not yet complete; set and return its status."""
-	from backup_manager.jobs import finish_log, save_log
-
 	destinations = get_policy_destinations(policy)
 	manifest = Manifest.from_json(log.manifest)
 	log.status = "Uploading"
@@ -43,49 +40,23 @@ def upload_log(log, policy) -> str:
 	save_log(log)
 
 	for destination in destinations:
-		if destination_complete(log, destination.name):
-			continue
-		results = upload_to_destination(destination, manifest, log)
-		log.set("uploads", [row for row in log.uploads if row.destination != destination.name])
-		for result in results:
-			log.append(
-				"uploads",
-				{
-					"destination": destination.name,
-					"kind": result.kind,
-					"status": result.status,
-					"remote_key": result.key,
-					"bytes": result.bytes,
-					"size_human": format_size(result.bytes),
-					"duration": round(result.duration_seconds, 3),
-					"verified_by": result.verified_by,
-					"error": result.error,
-				},
-			)
-		save_log(log)
+		if not outcome.destination_complete(log.uploads, destination.name):
+			record_uploads(log, destination.name, upload_to_destination(destination, manifest, log))
 
-	complete = [
-		destination.name for destination in destinations if destination_complete(log, destination.name)
-	]
-	if len(complete) == len(destinations):
-		status = "Success"
-	elif complete or any(row.status == offsite.UPLOADED for row in log.uploads):
-		status = "Partial"
-	else:
-		status = "Failed"
-		log.error_class = log.error_class or "UploadFailed"
-	if status != "Success":
-		failures = [f"{row.destination}/{row.kind}: {row.error}" for row in log.uploads if row.error]
-		log.error_message = _("Offsite upload incomplete. {0}").format("; ".join(failures[:10]))
-		if log.upload_attempts < MAX_UPLOAD_ATTEMPTS:
-			log.next_upload_retry_at = add_to_date(
-				now_datetime(), minutes=RETRY_BASE_MINUTES * 2 ** (log.upload_attempts - 1)
-			)
-	else:
+	names = [destination.name for destination in destinations]
+	status = outcome.run_status(log.uploads, names)
+	if status == outcome.SUCCESS:
 		log.error_message = ""
 		log.error_class = ""
+	else:
+		if status == outcome.FAILED:
+			log.error_class = log.error_class or "UploadFailed"
+		failures = [f"{row.destination}/{row.kind}: {row.error}" for row in log.uploads if row.error]
+		log.error_message = _("Offsite upload incomplete. {0}").format("; ".join(failures[:10]))
+		log.next_upload_retry_at = outcome.next_upload_retry_at(log.upload_attempts, now_datetime())
 	finish_log(log, status)
 
+	complete = outcome.complete_destinations(log.uploads, names)
 	for destination in destinations:
 		if destination.name in complete:
 			apply_destination_retention(destination, policy)
@@ -121,16 +92,6 @@ def upload_to_destination(destination, manifest: Manifest, log) -> list:
 			)
 			for artifact in manifest.artifacts
 		]
-
-
-def destination_complete(log, destination: str) -> bool:
-	"""True once every artifact and the manifest (written last) reached the destination."""
-	rows = [row for row in log.uploads if row.destination == destination]
-	return (
-		bool(rows)
-		and any(row.kind == offsite.MANIFEST_KIND and row.status == offsite.UPLOADED for row in rows)
-		and all(row.status == offsite.UPLOADED for row in rows)
-	)
 
 
 def apply_destination_retention(destination, policy, dry_run: bool = False) -> list:
@@ -171,8 +132,6 @@ def retry_upload(log_name: str, *, enqueue: bool = True):
 	if log.local_files_deleted or not log.backup_dir or not os.path.isdir(log.backup_dir):
 		frappe.throw(_("The local files of {0} are gone, so its upload cannot be retried.").format(log.name))
 	if enqueue:
-		from backup_manager.jobs import estimate_job_timeout
-
 		frappe.enqueue(
 			UPLOAD_JOB,
 			queue="long",
@@ -188,19 +147,15 @@ def retry_upload(log_name: str, *, enqueue: bool = True):
 
 def retry_upload_job(backup_log: str):
 	"""RQ job: retry a log's uploads while holding its policy lock."""
-	from backup_manager.jobs import acquire_policy_lock, notify_run, release_policy_lock
-
 	log = frappe.get_doc("Backup Log", backup_log)
-	if not acquire_policy_lock(log.policy):
-		# The policy is busy; the next tick tries again.
-		return log.status
-	try:
+	with policy_lock(log.policy) as locked:
+		if not locked:
+			# The policy is busy; the next tick tries again.
+			return log.status
 		policy = frappe.get_doc("Backup Policy", log.policy)
 		status = upload_log(log, policy)
 		notify_run(policy, log)
 		return status
-	finally:
-		release_policy_lock(log.policy)
 
 
 def retry_due_uploads(now):
@@ -231,12 +186,31 @@ def get_log_destination(log, destination_name: str | None):
 		if not frappe.db.exists("Backup Destination", destination_name):
 			frappe.throw(_("Backup Destination {0} does not exist.").format(destination_name))
 		return frappe.get_doc("Backup Destination", destination_name)
-	for row in log.uploads:
-		if destination_complete(log, row.destination):
-			return frappe.get_doc("Backup Destination", row.destination)
+	for name in outcome.complete_destinations(log.uploads, [row.destination for row in log.uploads]):
+		return frappe.get_doc("Backup Destination", name)
 	frappe.throw(
 		_(
 			"Backup Log {0} has no complete offsite copy. Name the Backup Destination to read it from "
 			"(restore-plan --from-destination, download --destination, or Download From in the Restore Guide)."
 		).format(log.name)
 	)
+
+
+def test_destination_connection(destination_name: str) -> dict:
+	"""Test Connection: bucket exists, a probe object can be written, read and deleted; recorded on the destination."""
+	destination = frappe.get_doc("Backup Destination", destination_name)
+	report = destination.get_backend().check_connection()
+	message = "\n".join(
+		f"{'✔' if check.ok else '✘'} {check.name}: {check.message}" for check in report.checks
+	)
+	destination.db_set(
+		{
+			"last_test_status": "Passed" if report.ok else "Failed",
+			"last_test_at": now_datetime(),
+			"last_test_message": message,
+		}
+	)
+	return {
+		"ok": report.ok,
+		"checks": [{"name": check.name, "ok": check.ok, "message": check.message} for check in report.checks],
+	}

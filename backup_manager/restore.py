@@ -6,6 +6,7 @@ from dataclasses import asdict
 import frappe
 from frappe import _
 
+from backup_manager.core import outcome
 from backup_manager.core.manifest import Manifest
 from backup_manager.core.restore_plan import (
 	OffsiteSource,
@@ -15,6 +16,7 @@ from backup_manager.core.restore_plan import (
 	render_shell,
 	render_text,
 )
+from backup_manager.offsite import get_log_destination
 
 RENDERERS = {"text": render_text, "json": render_json, "sh": render_shell}
 
@@ -43,8 +45,6 @@ def build_plan_for_log(
 	enable_scheduler: bool = False,
 ):
 	"""Build the restore plan of a log, from its local files or from a destination."""
-	from backup_manager.offsite import get_log_destination
-
 	if not log.manifest:
 		frappe.throw(_("Backup Log {0} has no backup to restore (status {1}).").format(log.name, log.status))
 	manifest = Manifest.from_json(log.manifest)
@@ -85,9 +85,8 @@ def render_plan(plan, output_format: str) -> str:
 
 def describe_backup(log) -> dict:
 	"""What the Restore Guide shows about a backup (no secret: keys are never read here)."""
-	destinations = {}
-	for row in log.uploads:
-		destinations.setdefault(row.destination, []).append(row.status)
+	destinations = list(dict.fromkeys(row.destination for row in log.uploads))
+	complete = outcome.complete_destinations(log.uploads, destinations)
 	return {
 		"name": log.name,
 		"policy": log.policy,
@@ -115,21 +114,17 @@ def describe_backup(log) -> dict:
 			}
 			for row in log.artifacts
 		],
-		"destinations": [
-			{"destination": name, "complete": all(status == "Uploaded" for status in statuses)}
-			for name, statuses in destinations.items()
-		],
+		"destinations": [{"destination": name, "complete": name in complete} for name in destinations],
 	}
 
 
 def get_restore_guide(backup_log: str, new_site: str | None = None, destination: str | None = None) -> dict:
 	log = frappe.get_doc("Backup Log", backup_log)
 	plan = build_plan_for_log(log, new_site=new_site or None, destination=destination or None)
+	backup = describe_backup(log)
 	return {
-		"backup": describe_backup(log),
+		"backup": backup,
 		"plan": asdict(plan),
 		"script": render_shell(plan),
-		"destinations": [
-			row["destination"] for row in describe_backup(log)["destinations"] if row["complete"]
-		],
+		"destinations": [row["destination"] for row in backup["destinations"] if row["complete"]],
 	}

@@ -6,8 +6,8 @@ import frappe
 from frappe.utils import get_datetime, now_datetime
 
 from backup_manager.core.retention import BackupRecord, Verdict, evaluate, prune_order
-from backup_manager.jobs import save_log
 from backup_manager.local_backup import delete_backup_dir
+from backup_manager.run_log import save_log
 
 
 def get_local_backup_records(policy_name: str) -> list[BackupRecord]:

@@ -61,7 +61,7 @@ class PhaseTimer:
 def install_timers(timer: PhaseTimer) -> None:
 	from frappe.utils import backups
 
-	from backup_manager import jobs, local_backup
+	from backup_manager import jobs, local_backup, locks
 
 	timer.wrap(backups.BackupGenerator, "take_dump", "frappe: database dump (mariadb-dump | gzip)")
 	timer.wrap(backups.BackupGenerator, "backup_files", "frappe: file tars")
@@ -73,7 +73,7 @@ def install_timers(timer: PhaseTimer) -> None:
 	timer.wrap(jobs, "finish_log", "app: finish log + policy status")
 	timer.wrap(jobs, "apply_retention_after_run", "app: local retention (delete previous backup)")
 	timer.wrap(jobs, "notify_run", "app: notification")
-	timer.wrap(jobs, "acquire_policy_lock", "app: policy lock")
+	timer.wrap(locks, "acquire_policy_lock", "app: policy lock")
 	timer.wrap(jobs, "start_run", "app: start_run (insert the Backup Log)")
 
 

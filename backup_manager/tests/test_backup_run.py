@@ -12,7 +12,7 @@ import frappe
 import pymysql
 from frappe.utils import add_to_date, get_datetime, now_datetime
 
-from backup_manager import jobs
+from backup_manager import jobs, locks, migrate, notifications, reaper
 from backup_manager.core.checksums import sha256_file
 from backup_manager.core.manifest import (
 	DATABASE,
@@ -225,19 +225,19 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 		)
 		self.addCleanup(other.close)
 		with other.cursor() as cursor:
-			cursor.execute("SELECT GET_LOCK(%s, 0)", (jobs.policy_lock_name(policy.name),))
+			cursor.execute("SELECT GET_LOCK(%s, 0)", (locks.policy_lock_name(policy.name),))
 			self.assertEqual(cursor.fetchone()[0], 1)
 
 		skipped = run_now(policy.name)
 		self.assertEqual(skipped.status, "Skipped")
 		# The other holder looks like a live run: the reaper must leave a Running log alone.
 		frappe.db.set_value("Backup Log", skipped.name, "status", "Running")
-		jobs.reap_dead_runs()
+		reaper.reap_dead_runs()
 		self.assertEqual(frappe.db.get_value("Backup Log", skipped.name, "status"), "Running")
 
 		with other.cursor() as cursor:
-			cursor.execute("SELECT RELEASE_LOCK(%s)", (jobs.policy_lock_name(policy.name),))
-		jobs.reap_dead_runs()
+			cursor.execute("SELECT RELEASE_LOCK(%s)", (locks.policy_lock_name(policy.name),))
+		reaper.reap_dead_runs()
 		self.assertEqual(frappe.db.get_value("Backup Log", skipped.name, "status"), "Failed")
 
 	def test_killed_run_is_marked_failed_on_a_later_tick(self):
@@ -270,7 +270,7 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 		process.wait(timeout=30)
 
 		time.sleep(1)  # let MariaDB notice the dropped connection and free its lock
-		jobs.reap_dead_runs()
+		reaper.reap_dead_runs()
 		log = frappe.get_doc("Backup Log", log_name)
 		self.assertEqual(log.status, "Failed")
 		self.assertEqual(log.error_class, "RunDied")
@@ -282,7 +282,7 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 		policy = make_policy("vanished", with_files=0)
 		log = jobs.start_run(policy=policy.name, trigger="Manual", enqueue=False)
 		frappe.db.set_value("Backup Log", log.name, "queued_at", add_to_date(now_datetime(), hours=-2))
-		jobs.reap_dead_runs()
+		reaper.reap_dead_runs()
 		self.assertEqual(frappe.db.get_value("Backup Log", log.name, "status"), "Failed")
 
 
@@ -380,16 +380,16 @@ class TestAlertsAndMigrate(BackupRunTestCase):
 		frappe.db.commit()
 		filters = {"reference_doctype": "Backup Policy", "reference_name": policy.name}
 		now = now_datetime()
-		jobs.send_missed_backup_alerts(now)
-		jobs.send_missed_backup_alerts(add_to_date(now, minutes=1))
-		jobs.send_missed_backup_alerts(add_to_date(now, minutes=90))
+		notifications.send_missed_backup_alerts(now)
+		notifications.send_missed_backup_alerts(add_to_date(now, minutes=1))
+		notifications.send_missed_backup_alerts(add_to_date(now, minutes=90))
 		self.assertEqual(frappe.db.count("Email Queue", filters), 1)
-		jobs.send_missed_backup_alerts(add_to_date(now, hours=2, minutes=1))
+		notifications.send_missed_backup_alerts(add_to_date(now, hours=2, minutes=1))
 		self.assertEqual(frappe.db.count("Email Queue", filters), 2)
 
 	def test_backup_before_migrate_runs_and_a_failure_stops_the_migrate(self):
 		policy = make_policy("migrate", enabled=1, with_files=0, backup_before_migrate=1)
-		jobs.backup_before_migrate()
+		migrate.backup_before_migrate()
 		self.assertEqual(
 			frappe.db.get_value("Backup Log", {"policy": policy.name}, ["trigger", "status"]),
 			("Before Migrate", "Success"),
@@ -397,16 +397,16 @@ class TestAlertsAndMigrate(BackupRunTestCase):
 		real_password = frappe.conf.db_password
 		frappe.conf.db_password = "wrong-password-for-test"
 		try:
-			with self.assertRaises(jobs.BackupBeforeMigrateFailed) as caught:
-				jobs.backup_before_migrate()
+			with self.assertRaises(migrate.BackupBeforeMigrateFailed) as caught:
+				migrate.backup_before_migrate()
 		finally:
 			frappe.conf.db_password = real_password
 		self.assertIn("BACKUP_MANAGER_SKIP_MIGRATE_BACKUP=1 bench --site", str(caught.exception))
 
-		os.environ[jobs.SKIP_MIGRATE_BACKUP_ENV] = "1"
-		self.addCleanup(os.environ.pop, jobs.SKIP_MIGRATE_BACKUP_ENV, None)
+		os.environ[migrate.SKIP_MIGRATE_BACKUP_ENV] = "1"
+		self.addCleanup(os.environ.pop, migrate.SKIP_MIGRATE_BACKUP_ENV, None)
 		count = frappe.db.count("Backup Log", {"policy": policy.name})
-		jobs.backup_before_migrate()
+		migrate.backup_before_migrate()
 		self.assertEqual(frappe.db.count("Backup Log", {"policy": policy.name}), count)
 
 

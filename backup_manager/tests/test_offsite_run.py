@@ -13,7 +13,7 @@ import boto3
 import frappe
 from botocore.config import Config
 
-from backup_manager import jobs
+from backup_manager import api, jobs
 from backup_manager.core.checksums import sha256_file
 from backup_manager.core.manifest import MANIFEST_FILE_NAME, Manifest
 from backup_manager.offsite import retry_upload
@@ -241,12 +241,12 @@ class TestOffsiteRun(FrappeTestCase):
 		self.assertIn(foreign_key, keys, "retention deleted an object it did not create")
 
 	def test_test_connection_reports_each_check(self):
-		report = make_destination("probe", self.bucket).test_connection()
+		report = api.test_destination_connection(make_destination("probe", self.bucket).name)
 		self.assertTrue(report["ok"], report)
 		self.assertEqual(len(report["checks"]), 4)
-		missing = make_destination(
-			"missing", "no-such-bucket-" + frappe.generate_hash(length=6).lower()
-		).test_connection()
+		missing = api.test_destination_connection(
+			make_destination("missing", "no-such-bucket-" + frappe.generate_hash(length=6).lower()).name
+		)
 		self.assertFalse(missing["ok"])
 		self.assertFalse(missing["checks"][0]["ok"])
 		self.assertIn("no-such-bucket", missing["checks"][0]["message"])
@@ -265,4 +265,4 @@ class TestOffsiteRun(FrappeTestCase):
 		with self.assertRaises(frappe.PermissionError):
 			frappe.get_list("Backup Destination")
 		with self.assertRaises(frappe.PermissionError):
-			frappe.get_doc("Backup Destination", destination.name).test_connection()
+			api.test_destination_connection(destination.name)

@@ -443,90 +443,92 @@ class S3Backend(StorageBackend):
 
 	def check_connection(self) -> ConnectionReport:
 		report = ConnectionReport()
-		bucket = self.config.bucket
-
-		def run(name: str, action: str, step: Callable[[], str], key: str = "") -> bool:
-			try:
-				report.checks.append(CheckResult(name, True, step()))
-				return True
-			except BackupManagerError as exc:
-				report.checks.append(CheckResult(name, False, self._redact(str(exc))))
-			except Exception as exc:
-				report.checks.append(CheckResult(name, False, self.explain(exc, action, key)))
-			return False
-
-		def skip(names: list[str], because: str) -> None:
-			for name in names:
-				report.checks.append(
-					CheckResult(name, False, f"not tried because {because!r} failed", skipped=True)
-				)
-
 		prefix = self.config.prefix.strip("/")
 		probe_key = f"{prefix + '/' if prefix else ''}{PROBE_NAME}-{uuid.uuid4().hex}"
 		probe_body = f"Backup Manager connection check {uuid.uuid4().hex}\n".encode()
 
-		def check_bucket() -> str:
-			try:
-				response = self.client.head_bucket(Bucket=bucket)
-			except ClientError as exc:
-				if _error_parts(exc)[0] != "403":
-					raise
-				# HeadBucket's 403 has no body; a one-key listing names the cause
-				# (InvalidAccessKeyId, SignatureDoesNotMatch or AccessDenied).
-				self.client.list_objects_v2(Bucket=bucket, MaxKeys=1, Prefix=probe_key)
-				raise
-			headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-			actual = headers.get("x-amz-bucket-region", "")
-			if actual and actual != self.config.resolved_region and self.config.provider == AMAZON_S3:
-				return f"bucket {bucket} exists in region {actual}; set Region to {actual} to avoid redirects"
-			return f"bucket {bucket} exists and the key may use it"
-
-		def check_object_lock() -> str:
-			not_enabled = StorageError(
-				f"Bucket {bucket} does not have Object Lock enabled. Use a bucket created with Object Lock, "
-				"or set Object Lock Days to 0."
-			)
-			try:
-				response = self.client.get_object_lock_configuration(Bucket=bucket)
-			except ClientError as exc:
-				code, status, _message, _headers = _error_parts(exc)
-				# A bucket without Object Lock answers 404 ObjectLockConfigurationNotFoundError.
-				if status == 404 or "ObjectLockConfiguration" in code:
-					raise not_enabled from exc
-				raise
-			if response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
-				raise not_enabled
-			return f"bucket {bucket} has Object Lock enabled ({OBJECT_LOCK_MODE} mode is used)"
-
-		def write_probe() -> str:
-			arguments = self._put_arguments(hashlib.sha256(probe_body).hexdigest(), None, lock=False)
-			if arguments.get("StorageClass") in ARCHIVE_STORAGE_CLASSES:
-				del arguments["StorageClass"]
-			self.client.put_object(Bucket=bucket, Key=probe_key, Body=probe_body, **arguments)
-			return f"wrote {probe_key}"
-
-		def read_probe() -> str:
-			data = self.client.get_object(Bucket=bucket, Key=probe_key)["Body"].read()
-			if data != probe_body:
-				raise ChecksumMismatch(f"{probe_key} read back different bytes than were written.")
-			return f"read {probe_key} back unchanged"
-
-		def delete_probe() -> str:
-			self.client.delete_object(Bucket=bucket, Key=probe_key)
-			return f"deleted {probe_key}"
-
-		if not run(CHECK_BUCKET, "check bucket", check_bucket):
-			skip([CHECK_WRITE, CHECK_READ, CHECK_DELETE], CHECK_BUCKET)
+		if not self._run_check(report, CHECK_BUCKET, "check bucket", lambda: self._check_bucket(probe_key)):
+			_skip_checks(report, [CHECK_WRITE, CHECK_READ, CHECK_DELETE], CHECK_BUCKET)
 			return report
 		if self.config.object_lock_days:
-			run(CHECK_OBJECT_LOCK, "read the Object Lock setting of", check_object_lock)
-		if not run(CHECK_WRITE, "write", write_probe, probe_key):
-			skip([CHECK_READ, CHECK_DELETE], CHECK_WRITE)
+			self._run_check(
+				report, CHECK_OBJECT_LOCK, "read the Object Lock setting of", self._check_object_lock
+			)
+		write = lambda: self._write_probe(probe_key, probe_body)  # noqa: E731
+		if not self._run_check(report, CHECK_WRITE, "write", write, probe_key):
+			_skip_checks(report, [CHECK_READ, CHECK_DELETE], CHECK_WRITE)
 			return report
-		run(CHECK_READ, "read", read_probe, probe_key)
+		self._run_check(
+			report, CHECK_READ, "read", lambda: self._read_probe(probe_key, probe_body), probe_key
+		)
 		# Even when the read failed: the probe must not stay behind.
-		run(CHECK_DELETE, "delete", delete_probe, probe_key)
+		self._run_check(report, CHECK_DELETE, "delete", lambda: self._delete_probe(probe_key), probe_key)
 		return report
+
+	def _run_check(
+		self, report: ConnectionReport, name: str, action: str, step: Callable[[], str], key: str = ""
+	) -> bool:
+		"""Run one connection check and record it; every failure becomes a plain message."""
+		try:
+			report.checks.append(CheckResult(name, True, step()))
+			return True
+		except BackupManagerError as exc:
+			report.checks.append(CheckResult(name, False, self._redact(str(exc))))
+		except Exception as exc:
+			report.checks.append(CheckResult(name, False, self.explain(exc, action, key)))
+		return False
+
+	def _check_bucket(self, probe_key: str) -> str:
+		bucket = self.config.bucket
+		try:
+			response = self.client.head_bucket(Bucket=bucket)
+		except ClientError as exc:
+			if _error_parts(exc)[0] != "403":
+				raise
+			# HeadBucket's 403 has no body; a one-key listing names the cause
+			# (InvalidAccessKeyId, SignatureDoesNotMatch or AccessDenied).
+			self.client.list_objects_v2(Bucket=bucket, MaxKeys=1, Prefix=probe_key)
+			raise
+		headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+		actual = headers.get("x-amz-bucket-region", "")
+		if actual and actual != self.config.resolved_region and self.config.provider == AMAZON_S3:
+			return f"bucket {bucket} exists in region {actual}; set Region to {actual} to avoid redirects"
+		return f"bucket {bucket} exists and the key may use it"
+
+	def _check_object_lock(self) -> str:
+		bucket = self.config.bucket
+		not_enabled = StorageError(
+			f"Bucket {bucket} does not have Object Lock enabled. Use a bucket created with Object Lock, "
+			"or set Object Lock Days to 0."
+		)
+		try:
+			response = self.client.get_object_lock_configuration(Bucket=bucket)
+		except ClientError as exc:
+			code, status, _message, _headers = _error_parts(exc)
+			# A bucket without Object Lock answers 404 ObjectLockConfigurationNotFoundError.
+			if status == 404 or "ObjectLockConfiguration" in code:
+				raise not_enabled from exc
+			raise
+		if response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+			raise not_enabled
+		return f"bucket {bucket} has Object Lock enabled ({OBJECT_LOCK_MODE} mode is used)"
+
+	def _write_probe(self, probe_key: str, probe_body: bytes) -> str:
+		arguments = self._put_arguments(hashlib.sha256(probe_body).hexdigest(), None, lock=False)
+		if arguments.get("StorageClass") in ARCHIVE_STORAGE_CLASSES:
+			del arguments["StorageClass"]
+		self.client.put_object(Bucket=self.config.bucket, Key=probe_key, Body=probe_body, **arguments)
+		return f"wrote {probe_key}"
+
+	def _read_probe(self, probe_key: str, probe_body: bytes) -> str:
+		data = self.client.get_object(Bucket=self.config.bucket, Key=probe_key)["Body"].read()
+		if data != probe_body:
+			raise ChecksumMismatch(f"{probe_key} read back different bytes than were written.")
+		return f"read {probe_key} back unchanged"
+
+	def _delete_probe(self, probe_key: str) -> str:
+		self.client.delete_object(Bucket=self.config.bucket, Key=probe_key)
+		return f"deleted {probe_key}"
 
 	# --- uploads -------------------------------------------------------------------------
 
@@ -890,3 +892,8 @@ class S3Backend(StorageBackend):
 			except (ClientError, BotoCoreError) as exc:
 				failures.append(self.explain(exc, "delete", key))
 		return failures
+
+
+def _skip_checks(report: ConnectionReport, names: list[str], because: str) -> None:
+	for name in names:
+		report.checks.append(CheckResult(name, False, f"not tried because {because!r} failed", skipped=True))

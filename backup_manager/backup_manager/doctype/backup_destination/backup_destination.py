@@ -4,10 +4,9 @@
 import frappe
 from frappe import _
 from frappe.model.document import Document
-from frappe.utils import now_datetime
 
+from backup_manager.core.errors import InvalidPolicy
 from backup_manager.core.storage import PROVIDER_PRESETS, S3Config, get_backend
-from backup_manager.permissions import require_backup_admin
 
 
 class InvalidBackupDestination(frappe.ValidationError):
@@ -61,31 +60,12 @@ class BackupDestination(Document):
 		self.apply_provider_preset()
 		self.bucket = (self.bucket or "").strip()
 		self.path_prefix = (self.path_prefix or "").strip().strip("/")
-		if self.endpoint_url and not self.endpoint_url.startswith(("https://", "http://")):
-			frappe.throw(
-				_(
-					"Endpoint URL {0} must start with https:// (or http:// for a server on your own network)."
-				).format(frappe.bold(self.endpoint_url)),
-				exc=InvalidBackupDestination,
-			)
-		if self.provider != "Amazon S3" and not self.endpoint_url:
-			frappe.throw(
-				_("Endpoint URL is required for {0}. Copy it from the provider's console.").format(
-					_(self.provider)
-				),
-				exc=InvalidBackupDestination,
-			)
-		for fieldname in ("object_lock_days", "max_concurrency", "multipart_chunksize_mb"):
-			if (self.get(fieldname) or 0) < 0:
-				frappe.throw(
-					_("{0} cannot be negative.").format(_(self.meta.get_label(fieldname))),
-					exc=InvalidBackupDestination,
-				)
-		if self.server_side_encryption == "aws:kms" and not self.kms_key_id:
-			frappe.throw(
-				_("KMS Key ID is required when Server-Side Encryption is aws:kms."),
-				exc=InvalidBackupDestination,
-			)
+		# The form refuses exactly what the storage backend would refuse at upload time.
+		try:
+			self.get_s3_config(with_secret=False).validate()
+		except InvalidPolicy as exc:
+			label = self.meta.get_label(exc.field) if self.meta.has_field(exc.field) else ""
+			frappe.throw(str(exc), title=_(label) if label else None, exc=InvalidBackupDestination)
 
 	def apply_provider_preset(self):
 		"""Fill the endpoint, region and addressing style the provider implies, where left empty."""
@@ -106,7 +86,7 @@ class BackupDestination(Document):
 		if (not self.addressing_style or self.addressing_style == "auto") and preset.addressing_style:
 			self.addressing_style = preset.addressing_style
 
-	def get_s3_config(self) -> S3Config:
+	def get_s3_config(self, with_secret: bool = True) -> S3Config:
 		return S3Config(
 			provider=self.provider,
 			endpoint_url=self.endpoint_url or None,
@@ -115,7 +95,9 @@ class BackupDestination(Document):
 			prefix=self.path_prefix or "",
 			addressing_style=self.addressing_style or "auto",
 			access_key_id=self.access_key_id,
-			secret_access_key=self.get_password("secret_access_key", raise_exception=False) or "",
+			secret_access_key=(self.get_password("secret_access_key", raise_exception=False) or "")
+			if with_secret
+			else "",
 			storage_class=self.storage_class or "",
 			server_side_encryption=self.server_side_encryption or "",
 			kms_key_id=self.kms_key_id or "",
@@ -127,26 +109,3 @@ class BackupDestination(Document):
 
 	def get_backend(self):
 		return get_backend(self.get_s3_config())
-
-	@frappe.whitelist()
-	def test_connection(self):
-		"""Check the bucket exists and a probe object can be written, read and deleted."""
-		require_backup_admin()
-		report = self.get_backend().check_connection()
-		passed = report.ok
-		message = "\n".join(
-			f"{'✔' if check.ok else '✘'} {check.name}: {check.message}" for check in report.checks
-		)
-		self.db_set(
-			{
-				"last_test_status": "Passed" if passed else "Failed",
-				"last_test_at": now_datetime(),
-				"last_test_message": message,
-			}
-		)
-		return {
-			"ok": passed,
-			"checks": [
-				{"name": check.name, "ok": check.ok, "message": check.message} for check in report.checks
-			],
-		}

@@ -6,33 +6,38 @@ frappe.ui.form.on("Backup Log", {
 				frappe.set_route("backup-restore-guide", { backup_log: frm.doc.name });
 			});
 			frm.add_custom_button(__("Verify Local Files"), () => {
-				frm.call("verify").then((r) => {
-					const rows = (r.message || []).map(
-						(check) =>
-							`<tr><td>${frappe.utils.escape_html(check.kind)}</td><td>${frappe.utils.escape_html(
-								check.file_name
-							)}</td><td>${check.ok ? "✔" : "✘"}</td><td>${frappe.utils.escape_html(
-								check.message
-							)}</td></tr>`
-					);
-					frappe.msgprint({
-						title: __("Verification"),
-						indicator: (r.message || []).every((check) => check.ok) ? "green" : "red",
-						message: `<table class="table table-bordered">${rows.join("")}</table>`,
-					});
-				});
+				frappe
+					.call({
+						method: "backup_manager.api.verify_backup",
+						args: { backup_log: frm.doc.name },
+					})
+					.then((r) => show_verification(r.message || []));
 			});
 		}
-		if (["Partial", "Failed"].includes(frm.doc.status) && frm.doc.manifest && !frm.doc.local_files_deleted) {
+		if (
+			["Partial", "Failed"].includes(frm.doc.status) &&
+			frm.doc.manifest &&
+			!frm.doc.local_files_deleted
+		) {
 			frm.add_custom_button(__("Retry Upload"), () => {
-				frm.call("retry_upload").then(() => {
-					frappe.show_alert({ message: __("Upload retry queued"), indicator: "blue" });
-					frm.reload_doc();
-				});
+				frappe
+					.call({
+						method: "backup_manager.api.retry_upload",
+						args: { backup_log: frm.doc.name },
+					})
+					.then(() => {
+						frappe.show_alert({
+							message: __("Upload retry queued"),
+							indicator: "blue",
+						});
+						frm.reload_doc();
+					});
 			});
 		}
 		if (frm.doc.policy) {
-			frm.add_custom_button(__("Policy"), () => frappe.set_route("Form", "Backup Policy", frm.doc.policy));
+			frm.add_custom_button(__("Policy"), () =>
+				frappe.set_route("Form", "Backup Policy", frm.doc.policy)
+			);
 		}
 	},
 	keep_forever(frm) {
@@ -41,3 +46,18 @@ frappe.ui.form.on("Backup Log", {
 			.then(() => frm.reload_doc());
 	},
 });
+
+function show_verification(checks) {
+	const esc = frappe.utils.escape_html;
+	const rows = checks.map(
+		(check) =>
+			`<tr><td>${esc(check.kind)}</td><td>${esc(check.file_name)}</td><td>${
+				check.ok ? "✔" : "✘"
+			}</td><td>${esc(check.message)}</td></tr>`
+	);
+	frappe.msgprint({
+		title: __("Verification"),
+		indicator: checks.every((check) => check.ok) ? "green" : "red",
+		message: `<table class="table table-bordered">${rows.join("")}</table>`,
+	});
+}

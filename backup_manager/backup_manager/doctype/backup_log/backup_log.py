@@ -7,7 +7,6 @@ from frappe.model import no_value_fields, table_fields
 from frappe.model.document import Document
 
 from backup_manager.core.manifest import Manifest
-from backup_manager.permissions import require_backup_admin
 
 USER_EDITABLE_FIELDS = {"keep_forever"}
 
@@ -90,19 +89,3 @@ class BackupLog(Document):
 
 	def get_manifest(self) -> Manifest | None:
 		return Manifest.from_json(self.manifest) if self.manifest else None
-
-	@frappe.whitelist()
-	def retry_upload(self):
-		"""Queue a retry of this backup's failed offsite uploads."""
-		from backup_manager.offsite import retry_upload
-
-		require_backup_admin()
-		retry_upload(self.name)
-
-	@frappe.whitelist()
-	def verify(self):
-		"""Re-check the local artifacts of this backup: sizes, sha256, gzip and tar readability."""
-		from backup_manager.verification import verify_local_backup
-
-		require_backup_admin()
-		return [check.as_dict() for check in verify_local_backup(self)]

@@ -11,7 +11,6 @@ from frappe.utils import get_datetime, get_time, now_datetime, validate_email_ad
 from backup_manager.core import schedule
 from backup_manager.core.errors import InvalidPolicy
 from backup_manager.core.retention import RetentionRules
-from backup_manager.permissions import require_backup_admin
 
 
 class InvalidBackupPolicy(frappe.ValidationError):
@@ -171,28 +170,3 @@ class BackupPolicy(Document):
 
 	def get_recipients(self) -> list[str]:
 		return [address for address in re.split(r"[\s,;]+", self.recipients or "") if address]
-
-	@frappe.whitelist()
-	def backup_now(self):
-		"""Queue a manual run of this policy (the same path as a scheduled run)."""
-		from backup_manager.jobs import start_run
-
-		require_backup_admin()
-		log = start_run(policy=self.name, trigger="Manual")
-		return log.name
-
-	@frappe.whitelist()
-	def preview_retention(self):
-		"""Return what local retention would keep or prune now, without deleting anything."""
-		from backup_manager.retention import evaluate_local_retention
-
-		require_backup_admin()
-		return [
-			{
-				"backup_log": verdict.backup.id,
-				"created_at": verdict.backup.created_at,
-				"keep": verdict.keep,
-				"reason": verdict.reason,
-			}
-			for verdict in evaluate_local_retention(self)
-		]

@@ -115,9 +115,18 @@ class TestBackupPolicyPermissions(FrappeTestCase):
 				frappe.get_list(doctype)
 		with self.assertRaises(frappe.PermissionError):
 			client_get("Backup Policy", policy.name)
-		with self.assertRaises(frappe.PermissionError):
-			frappe.get_doc("Backup Policy", policy.name).backup_now()
-		from frappe.handler import run_doc_method
+		from backup_manager import api
 
-		with self.assertRaises(frappe.PermissionError):
-			run_doc_method(method="backup_now", dt="Backup Policy", dn=policy.name)
+		for method, kwargs in (
+			(api.backup_now, {"policy": policy.name}),
+			(api.preview_retention, {"policy": policy.name}),
+		):
+			with self.subTest(method=method.__name__):
+				# Desk reaches it as a logged-in user (whitelisted, never for Guest), and it refuses.
+				self.assertIn(method, frappe.whitelisted)
+				self.assertNotIn(method, frappe.guest_methods)
+				with self.assertRaises(frappe.PermissionError):
+					method(**kwargs)
+		self.assertEqual(
+			frappe.db.count("Backup Log", {"policy": policy.name}), 0, "a refused Backup Now queued a run"
+		)

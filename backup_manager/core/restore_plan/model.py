@@ -1,0 +1,82 @@
+"""What a restore plan is made of: its options, steps, environment variables and app checks."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class OffsiteSource:
+	"""Where to download from when the files are not on this server."""
+
+	destination_name: str
+	endpoint_url: str
+	region: str
+	bucket: str
+	prefix: str
+	addressing_style: str = "auto"
+
+
+@dataclass
+class RestoreOptions:
+	target_site: str
+	new_site: bool = False
+	# Absolute path of the bench the commands run from. Required in practice: bench commands run
+	# from sites/, so a relative path would point somewhere else.
+	bench_path: str = "."
+	local_dir: str | None = None
+	source: OffsiteSource | None = None
+	download_dir: str = ""
+	bench_apps: dict[str, str] | None = None
+	production: bool = False
+	db_root_username: str = ""
+	# New sites come out of `bench restore` with the scheduler disabled; True enables it
+	# (for a replacement site, not for a copy that must not send mail or run jobs twice).
+	enable_scheduler: bool = False
+
+
+@dataclass
+class PlanStep:
+	key: str
+	title: str
+	explanation: str
+	commands: list[str] = field(default_factory=list)
+	warnings: list[str] = field(default_factory=list)
+	on_failure: str = ""
+
+
+@dataclass
+class EnvVar:
+	name: str
+	required: bool
+	description: str
+
+
+@dataclass
+class AppCheck:
+	app: str
+	backup_version: str
+	bench_version: str
+	status: str
+	fix: str = ""
+
+
+@dataclass
+class RestorePlan:
+	backup_id: str
+	site: str
+	target_site: str
+	new_site: bool
+	steps: list[PlanStep] = field(default_factory=list)
+	env_vars: list[EnvVar] = field(default_factory=list)
+	warnings: list[str] = field(default_factory=list)
+	app_checks: list[AppCheck] = field(default_factory=list)
+	created_at: str = ""
+	partial: bool = False
+	encrypted: bool = False
+
+
+@dataclass
+class StepsWithWarnings:
+	"""Steps in run order, and the plan-level warnings that building them raised, in order."""
+
+	steps: list[PlanStep] = field(default_factory=list)
+	warnings: list[str] = field(default_factory=list)

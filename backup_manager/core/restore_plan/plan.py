@@ -1,0 +1,136 @@
+"""build_restore_plan: validate, place the files, check the apps, then gather steps and warnings."""
+
+import logging
+
+from backup_manager.core.manifest import DATABASE, PRIVATE_FILES, PUBLIC_FILES, SITE_CONFIG, Manifest
+from backup_manager.core.restore_plan.apps import check_apps, describe_app_problems
+from backup_manager.core.restore_plan.constants import (
+	COMMON_CONFIG_PATH,
+	ENV_ACCESS_KEY_ID,
+	ENV_ADMIN_PASSWORD,
+	ENV_ALLOW_DOWNGRADE,
+	ENV_DB_ROOT_PASSWORD,
+	ENV_ENCRYPTION_KEY,
+	ENV_SECRET_ACCESS_KEY,
+	ENV_SESSION_TOKEN,
+)
+from backup_manager.core.restore_plan.model import EnvVar, RestoreOptions, RestorePlan
+from backup_manager.core.restore_plan.paths import ResolvedPaths, resolve_paths
+from backup_manager.core.restore_plan.site_steps import build_site_steps
+from backup_manager.core.restore_plan.steps import (
+	build_apps_step,
+	build_bench_step,
+	build_download_step,
+	build_prepare_step,
+	build_verify_step,
+)
+from backup_manager.core.restore_plan.validation import validate_restore
+
+logger = logging.getLogger(__name__)
+
+
+def build_restore_plan(manifest: Manifest, options: RestoreOptions) -> RestorePlan:
+	"""Build the ordered steps, environment variables and warnings that restore one backup."""
+	validate_restore(manifest, options)
+	partial = manifest.partial
+	restored_kinds = [DATABASE] if partial else [DATABASE, PUBLIC_FILES, PRIVATE_FILES, SITE_CONFIG]
+	paths = resolve_paths(manifest, options, restored_kinds)
+	downloading = not options.local_dir
+	app_checks = check_apps(manifest, options.bench_apps)
+	site_steps = build_site_steps(manifest, options, paths)
+	plan = RestorePlan(
+		backup_id=manifest.backup_id,
+		site=manifest.site,
+		target_site=options.target_site,
+		new_site=options.new_site,
+		app_checks=app_checks,
+		created_at=manifest.created_at,
+		partial=partial,
+		encrypted=bool(paths.decrypt) or manifest.encrypted,
+		env_vars=_list_env_vars(manifest, options, paths, downloading),
+		warnings=[
+			*describe_app_problems(manifest, app_checks),
+			*_describe_restore_warnings(manifest, options),
+			*site_steps.warnings,
+		],
+		steps=[
+			build_bench_step(options, paths),
+			build_apps_step(app_checks, manifest),
+			*([build_download_step(manifest, options, paths)] if downloading else []),
+			build_verify_step(manifest, options, paths),
+			*([build_prepare_step(paths)] if paths.decrypt or paths.links else []),
+			*site_steps.steps,
+		],
+	)
+	logger.debug("Built a %s-step restore plan for backup %s", len(plan.steps), manifest.backup_id)
+	return plan
+
+
+def _describe_restore_warnings(manifest: Manifest, options: RestoreOptions) -> list[str]:
+	"""What the restore replaces or leaves out, whatever its steps."""
+	warnings = []
+	target = options.target_site
+	if not options.new_site and target != manifest.site:
+		warnings.append(
+			f"This is a backup of {manifest.site} restored over the existing site {target}: "
+			f"everything in {target} is replaced."
+		)
+	if manifest.partial and any(manifest.artifact(kind) for kind in (PUBLIC_FILES, PRIVATE_FILES)):
+		warnings.append(
+			"bench partial-restore only restores database tables: the file archives of this backup "
+			"are verified but not restored."
+		)
+	return warnings
+
+
+def _list_env_vars(
+	manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths, downloading: bool
+) -> list[EnvVar]:
+	"""The environment variables the commands read, in the order they are first needed."""
+	env_vars = []
+	if downloading:
+		destination = options.source.destination_name or options.source.bucket
+		env_vars += [
+			EnvVar(ENV_ACCESS_KEY_ID, True, f"Access key id of the offsite destination {destination}."),
+			EnvVar(
+				ENV_SECRET_ACCESS_KEY, True, f"Secret access key of the offsite destination {destination}."
+			),
+			EnvVar(ENV_SESSION_TOKEN, False, "Session token, only for temporary credentials."),
+		]
+	if paths.decrypt:
+		env_vars.append(
+			EnvVar(
+				ENV_ENCRYPTION_KEY,
+				True,
+				f"Backup encryption key of {manifest.site} (backup_encryption_key in its site_config.json); "
+				"gpg reads it on stdin.",
+			)
+		)
+	if not manifest.partial:
+		env_vars.append(
+			EnvVar(
+				ENV_DB_ROOT_PASSWORD,
+				False,
+				"Database root password. Needed unless root_password is already in "
+				f"{COMMON_CONFIG_PATH}; it is put there only while bench needs it, then the original file is put back.",
+			)
+		)
+	if options.new_site:
+		env_vars.append(
+			EnvVar(
+				ENV_ADMIN_PASSWORD,
+				False,
+				"Administrator password for bench new-site. Optional: the restore replaces it with the "
+				"backup's Administrator password, so a random one is used when unset.",
+			)
+		)
+	if not manifest.partial:
+		env_vars.append(
+			EnvVar(
+				ENV_ALLOW_DOWNGRADE,
+				False,
+				"Set to 1 only to restore a backup taken on a newer Frappe than this bench's: bench restore "
+				"then runs with --force, which also skips its check that the dump holds the __Auth table.",
+			)
+		)
+	return env_vars

@@ -1,0 +1,37 @@
+import json
+import os
+import secrets
+import sys
+
+site, new_site = sys.argv[1], sys.argv[2] == "1"
+common_config_path = os.path.join("sites", "common_site_config.json")
+with open(common_config_path) as handle:
+	common_config = json.load(handle)
+site_config = {}
+site_config_path = os.path.join("sites", site, "site_config.json")
+if not new_site and os.path.isfile(site_config_path):
+	with open(site_config_path) as handle:
+		site_config = json.load(handle)
+
+added = []
+if not (common_config.get("root_password") or site_config.get("root_password")):
+	root_password = os.environ.get("DB_ROOT_PASSWORD")
+	if not root_password:
+		sys.exit(
+			"Set DB_ROOT_PASSWORD to the database root password "
+			"(or put root_password in sites/common_site_config.json), then run the plan again."
+		)
+	common_config["root_password"] = root_password
+	added.append("root_password")
+if new_site and not common_config.get("admin_password"):
+	# The restore replaces the Administrator password with the backup's one, so this
+	# password only lives between new-site and restore: random unless ADMIN_PASSWORD is set.
+	common_config["admin_password"] = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(24)
+	added.append("admin_password")
+
+if added:
+	with open(common_config_path, "w") as handle:
+		json.dump(common_config, handle, indent=1, sort_keys=True)
+	print("Added to sites/common_site_config.json until the restore is done: " + ", ".join(added))
+else:
+	print("sites/common_site_config.json already holds what the restore needs; left unchanged.")

@@ -1,0 +1,198 @@
+"""The three renderings of a plan: JSON for programs, text for people, a bash script to run."""
+
+import json
+import shlex
+import textwrap
+from dataclasses import asdict
+
+from backup_manager.core.restore_plan.constants import (
+	COMMON_CONFIG_PATH,
+	CONTROL_CHARACTERS,
+	ENV_ALLOW_DOWNGRADE,
+)
+from backup_manager.core.restore_plan.model import PlanStep, RestorePlan
+
+# Runs before the first step: stops at the first failure, says where and how to recover, and puts
+# back sites/common_site_config.json if a step failed while it held the database root password.
+SHELL_PRELUDE = (
+	"set -euo pipefail",
+	"",
+	"CURRENT_STEP='before the first step'",
+	"RECOVERY='Nothing has changed yet: fix the cause and run this script again.'",
+	"COMMON_CONFIG_ORIGINAL=",
+	"on_exit() {",
+	"\tlocal status=$?",
+	'\tif [ -n "$COMMON_CONFIG_ORIGINAL" ] && [ -f "$COMMON_CONFIG_ORIGINAL" ]; then',
+	f'\t\tcp "$COMMON_CONFIG_ORIGINAL" {COMMON_CONFIG_PATH} && rm -f "$COMMON_CONFIG_ORIGINAL"',
+	f"\t\techo 'Put back the original {COMMON_CONFIG_PATH}.' >&2",
+	"\tfi",
+	'\tif [ "$status" -ne 0 ]; then',
+	'\t\tprintf \'Restore stopped at step %s.\\n%s\\n\' "$CURRENT_STEP" "$RECOVERY" >&2',
+	"\tfi",
+	"}",
+	"trap on_exit EXIT",
+	"trap 'exit 130' INT TERM HUP",
+	"",
+)
+
+
+def render_json(plan: RestorePlan) -> str:
+	"""The plan as JSON, field for field."""
+	return json.dumps(asdict(plan), indent=1)
+
+
+def render_text(plan: RestorePlan) -> str:
+	"""The plan for people: context, environment, app checks, warnings and numbered steps."""
+	lines = [
+		*_render_text_header(plan),
+		*_render_text_env_vars(plan),
+		*_render_text_apps(plan),
+		*_render_text_warnings(plan),
+		"Steps. The shell script rendering holds the same commands, ready to run unattended. Commands are",
+		"indented here for reading: remove the indentation when pasting (heredoc ends must start a line).",
+		"",
+	]
+	for number, step in enumerate(plan.steps, start=1):
+		lines += _render_text_step(number, step)
+	return "\n".join(lines)
+
+
+def _render_text_header(plan: RestorePlan) -> list[str]:
+	lines = [f"Restore plan for backup {plan.backup_id} of {plan.site}"]
+	if plan.created_at:
+		lines.append(f"  Taken: {plan.created_at}")
+	mode = "new site" if plan.new_site else "existing site, replaced"
+	lines.append(
+		f"  Restores into: {plan.target_site} ({mode})" + (" - partial backup" if plan.partial else "")
+	)
+	lines.append("")
+	return lines
+
+
+def _render_text_env_vars(plan: RestorePlan) -> list[str]:
+	if not plan.env_vars:
+		return []
+	lines = [
+		"Environment variables (set them in the shell that runs the commands; values never appear in this plan):"
+	]
+	for env_var in plan.env_vars:
+		need = "required" if env_var.required else "optional"
+		lines.append(f"  {env_var.name} ({need}): {env_var.description}")
+	lines.append("  Set one without leaving it in the shell history: read -rs NAME && export NAME")
+	lines.append("")
+	return lines
+
+
+def _render_text_apps(plan: RestorePlan) -> list[str]:
+	lines = ["Apps (backup -> this bench):"]
+	for check in plan.app_checks:
+		bench_version = check.bench_version or "-"
+		fix = f"  fix: {check.fix}" if check.fix else ""
+		lines.append(f"  {check.app}: {check.backup_version or '?'} -> {bench_version} [{check.status}]{fix}")
+	lines.append("")
+	return lines
+
+
+def _render_text_warnings(plan: RestorePlan) -> list[str]:
+	if not plan.warnings:
+		return []
+	return ["Warnings:", *(_wrap(warning, "  - ", "    ") for warning in plan.warnings), ""]
+
+
+def _render_text_step(number: int, step: PlanStep) -> list[str]:
+	lines = [f"{number}. {step.title}"]
+	if step.explanation:
+		lines.append(_wrap(step.explanation, "   ", "   "))
+	for warning in step.warnings:
+		lines.append(_wrap(warning, "   Warning: ", "   "))
+	for command in step.commands:
+		lines.extend("      " + line for line in command.split("\n"))
+	if step.on_failure:
+		lines.append(_wrap(step.on_failure, "   If this step fails: ", "   "))
+	lines.append("")
+	return lines
+
+
+def _wrap(text: str, first_indent: str, indent: str) -> str:
+	return textwrap.fill(
+		text, width=100, initial_indent=first_indent, subsequent_indent=indent, break_on_hyphens=False
+	)
+
+
+def _comment(text: str) -> str:
+	# A newline in a site name or version must not end the comment and start a command.
+	return "# " + CONTROL_CHARACTERS.sub("?", text)
+
+
+def render_shell(plan: RestorePlan) -> str:
+	"""The plan as a bash script that runs unattended and stops at the first failing step."""
+	lines = [
+		*_render_shell_header(plan),
+		*SHELL_PRELUDE,
+		*_render_shell_env_checks(plan),
+		*_render_shell_steps(plan),
+		"",
+		"CURRENT_STEP='done'",
+		f"printf '%s\\n' {shlex.quote(f'==> Backup {plan.backup_id} is restored into {plan.target_site}.')}",
+		"",
+	]
+	return "\n".join(lines)
+
+
+def _render_shell_header(plan: RestorePlan) -> list[str]:
+	apps = ", ".join(f"{check.app} {check.backup_version}".strip() for check in plan.app_checks)
+	mode = "new site" if plan.new_site else "existing site, replaced"
+	environment = ", ".join(
+		f"{env_var.name} ({'required' if env_var.required else 'optional'})" for env_var in plan.env_vars
+	)
+	return [
+		"#!/usr/bin/env bash",
+		_comment("Restore script generated by Backup Manager"),
+		_comment(f"Backup:  {plan.backup_id}"),
+		_comment(f"Site:    {plan.site}"),
+		_comment(f"Taken:   {plan.created_at}"),
+		_comment(f"Target:  {plan.target_site} ({mode})"),
+		_comment(f"Apps:    {apps}"),
+		_comment("Environment: " + (environment or "none")),
+		"#",
+		_comment("Run it as the bench user; it needs no input. Never interrupt it while it restores."),
+		*(_comment(f"Warning: {warning}") for warning in plan.warnings),
+	]
+
+
+def _render_shell_env_checks(plan: RestorePlan) -> list[str]:
+	"""Stop before the first step when a required variable is unset or ALLOW_DOWNGRADE is odd."""
+	lines = []
+	for env_var in plan.env_vars:
+		if env_var.required:
+			message = f"Set the environment variable {env_var.name}: {env_var.description}"
+			lines += [
+				f'if [ -z "${{{env_var.name}:-}}" ]; then',
+				f"\tprintf '%s\\n' {shlex.quote(message)} >&2",
+				"\texit 1",
+				"fi",
+			]
+	if any(env_var.name == ENV_ALLOW_DOWNGRADE for env_var in plan.env_vars):
+		lines += [
+			f'case "${{{ENV_ALLOW_DOWNGRADE}:-}}" in',
+			"\t''|1) ;;",
+			f"\t*) echo '{ENV_ALLOW_DOWNGRADE} must be 1 or unset.' >&2; exit 1 ;;",
+			"esac",
+		]
+	return lines
+
+
+def _render_shell_steps(plan: RestorePlan) -> list[str]:
+	lines = []
+	total = len(plan.steps)
+	for number, step in enumerate(plan.steps, start=1):
+		label = f"{number}/{total} ({step.title})"
+		lines += [
+			"",
+			_comment(f"Step {number}/{total}: {step.title}"),
+			f"CURRENT_STEP={shlex.quote(label)}",
+			f"RECOVERY={shlex.quote(step.on_failure)}",
+			f"printf '%s\\n' {shlex.quote(f'==> Step {number}/{total}: {step.title}')}",
+			*step.commands,
+		]
+	return lines

@@ -1,0 +1,356 @@
+"""The steps that touch the site: replace its data, carry its keys, migrate, bring it back.
+
+Builders return the plan-level warnings they raise (StepsWithWarnings) instead of adding them
+to the plan: build_restore_plan collects them in order.
+"""
+
+import shlex
+
+from backup_manager.core.manifest import DATABASE, PRIVATE_FILES, PUBLIC_FILES, SITE_CONFIG, Manifest
+from backup_manager.core.restore_plan.constants import (
+	COMMON_CONFIG_PATH,
+	ENV_ADMIN_PASSWORD,
+	ENV_ALLOW_DOWNGRADE,
+	ENV_DB_ROOT_PASSWORD,
+	ENV_ENCRYPTION_KEY,
+	SAVED_COMMON_CONFIG_PATTERN,
+	SKIP_MIGRATE_BACKUP_ENV,
+)
+from backup_manager.core.restore_plan.model import PlanStep, RestoreOptions, StepsWithWarnings
+from backup_manager.core.restore_plan.paths import ResolvedPaths
+from backup_manager.core.restore_plan.programs import DATABASE_SECRETS_SNIPPET, SITE_KEYS_SNIPPET
+from backup_manager.core.restore_plan.shell import guard, run_bench_python
+
+
+def build_site_steps(manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths) -> StepsWithWarnings:
+	"""From the database secrets to the cleanup, with the warnings these steps raise."""
+	half_restored = _describe_half_restored(options)
+	restore = _build_restore_steps(manifest, options, paths, half_restored)
+	finish = _build_finish_steps(options, paths, half_restored)
+	return StepsWithWarnings(restore.steps + finish.steps, restore.warnings + finish.warnings)
+
+
+def _describe_half_restored(options: RestoreOptions) -> str:
+	target = options.target_site
+	if options.new_site:
+		return (
+			f"The new site {target} is half-restored: drop it ({_drop_site_command(target)}; it asks for the "
+			"database root password unless root_password is in sites/common_site_config.json) and run the "
+			"plan again."
+		)
+	return (
+		f"{target} may be half-restored and stays in maintenance mode: run the plan again from the start "
+		"(it restores from the same files). Do not turn maintenance mode off before a restore has finished."
+	)
+
+
+def _drop_site_command(target: str) -> str:
+	return shlex.join(["bench", "drop-site", target, "--force", "--no-backup"])
+
+
+def _get_root_flags(options: RestoreOptions) -> list[str]:
+	return [f"--db-root-username={options.db_root_username}"] if options.db_root_username else []
+
+
+def _build_restore_steps(
+	manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths, half_restored: str
+) -> StepsWithWarnings:
+	"""Secrets in place, site created or locked, data restored, secrets removed, keys carried."""
+	target = options.target_site
+	result = StepsWithWarnings()
+	if not manifest.partial:
+		result.steps.append(build_database_secrets_step(target, options.new_site))
+	result.steps.append(
+		_build_create_site_step(options) if options.new_site else _build_maintenance_on_step(target)
+	)
+	result.steps.append(build_restore_step(manifest, options, paths, half_restored))
+	if manifest.partial:
+		return result
+	result.steps.append(_build_restore_common_config_step())
+	site_keys = build_site_keys_step(options, paths, half_restored)
+	if site_keys:
+		result.steps.append(site_keys)
+	elif options.new_site:
+		result.warnings.append(
+			"This backup has no site config file: copy encryption_key from the original site's "
+			f"site_config.json into sites/{target}/site_config.json by hand, or the passwords stored in "
+			"the restored site (email accounts, integrations) cannot be decrypted."
+		)
+	return result
+
+
+def _build_finish_steps(
+	options: RestoreOptions, paths: ResolvedPaths, half_restored: str
+) -> StepsWithWarnings:
+	"""Migrate, put the site back in service, restart production, delete the decrypted copies."""
+	target = options.target_site
+	result = StepsWithWarnings(steps=[_build_migrate_step(target, half_restored)])
+	if not options.new_site:
+		result.steps.append(_build_maintenance_off_step(target))
+	elif options.enable_scheduler:
+		result.steps.append(_build_scheduler_step(target))
+	else:
+		result.warnings.append(
+			f"The scheduler of {target} stays disabled (bench new-site disables it and bench restore keeps "
+			"that), so this copy sends no mail and runs no jobs, backups included. If it replaces the original "
+			f"site, enable it: {shlex.join(['bench', '--site', target, 'scheduler', 'enable'])}"
+		)
+	if options.production:
+		result.steps.append(build_production_step(options))
+	if paths.decrypt or paths.links:
+		result.steps.append(_build_cleanup_step(paths))
+	return result
+
+
+def build_database_secrets_step(target: str, new_site: bool) -> PlanStep:
+	"""Put the database root (and new Administrator) password where Frappe reads it, original saved."""
+	secrets = (
+		"database root password and the new site's Administrator password"
+		if new_site
+		else "database root password"
+	)
+	return PlanStep(
+		key="database_secrets",
+		title="Hand the database root password to Frappe without a command line",
+		explanation=(
+			f"bench {'new-site and restore need' if new_site else 'restore needs'} the {secrets}. Frappe reads "
+			f"them from {COMMON_CONFIG_PATH} when no flag is given, so the original file is saved, "
+			f"${ENV_DB_ROOT_PASSWORD}"
+			+ (f" and ${ENV_ADMIN_PASSWORD} (random if unset)" if new_site else "")
+			+ " are added to it unless it already has them, and the original is put back right after the "
+			"restore (and on exit if a step fails). Nothing is added when the file already holds them."
+		),
+		commands=[
+			guard(
+				f"! compgen -G '{SAVED_COMMON_CONFIG_PATTERN}' >/dev/null",
+				f"An earlier restore left its saved copy of {COMMON_CONFIG_PATH} ({SAVED_COMMON_CONFIG_PATTERN}), "
+				"or another restore is running on this bench: wait for it to finish. If none is running, the "
+				"saved copy is the original file: move it back over the current one, then run the plan again.",
+			),
+			f"COMMON_CONFIG_ORIGINAL=$(mktemp {SAVED_COMMON_CONFIG_PATTERN[:-1]}XXXXXX)",
+			f'cp {COMMON_CONFIG_PATH} "$COMMON_CONFIG_ORIGINAL"',
+			run_bench_python([target, "1" if new_site else "0"], DATABASE_SECRETS_SNIPPET),
+		],
+		on_failure=(
+			f"Nothing in the site has changed yet. Set {ENV_DB_ROOT_PASSWORD} (or put root_password in "
+			f"{COMMON_CONFIG_PATH}) and run the plan again."
+		),
+	)
+
+
+def _build_create_site_step(options: RestoreOptions) -> PlanStep:
+	target = options.target_site
+	return PlanStep(
+		key="create_site",
+		title=f"Create the new site {target}",
+		explanation=(
+			"Creates an empty site with its own database and site_config.json for the restore to "
+			"replace. Apps are not installed here: bench restore drops and re-creates the database, "
+			"and the restored database already lists the backup's apps. The database root password "
+			"and Administrator password come from sites/common_site_config.json (previous step)."
+		),
+		commands=[shlex.join(["bench", "new-site", target, *_get_root_flags(options)]) + " </dev/null"],
+		on_failure=(
+			f"If sites/{target} was created, drop it ({_drop_site_command(target)}) and run the plan again; "
+			"otherwise fix the cause and run the plan again."
+		),
+	)
+
+
+def _build_maintenance_on_step(target: str) -> PlanStep:
+	return PlanStep(
+		key="maintenance_on",
+		title=f"Put {target} in maintenance mode",
+		explanation=(
+			"Stops users, background jobs and the scheduler from writing to a database that is about "
+			"to be replaced. Frappe keeps maintenance_mode in site_config.json, which the restore does "
+			"not touch, so it stays on until the last step turns it off."
+		),
+		commands=[shlex.join(["bench", "--site", target, "set-maintenance-mode", "on"])],
+		on_failure="The site's data has not changed yet: fix the cause and run the plan again.",
+	)
+
+
+def build_restore_step(
+	manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths, half_restored: str
+) -> PlanStep:
+	"""bench restore (database and files) or, for a partial backup, bench partial-restore."""
+	if manifest.partial:
+		return _build_partial_restore_step(manifest, options, paths, half_restored)
+	target = options.target_site
+	arguments = ["bench", "--site", target, "restore", paths.restore_paths[DATABASE]]
+	if PUBLIC_FILES in paths.restore_paths:
+		arguments += ["--with-public-files", paths.restore_paths[PUBLIC_FILES]]
+	if PRIVATE_FILES in paths.restore_paths:
+		arguments += ["--with-private-files", paths.restore_paths[PRIVATE_FILES]]
+	arguments += _get_root_flags(options)
+	with_files = PUBLIC_FILES in paths.restore_paths or PRIVATE_FILES in paths.restore_paths
+	command = shlex.join(arguments) + f" ${{{ENV_ALLOW_DOWNGRADE}:+--force}} </dev/null"
+	return PlanStep(
+		key="restore",
+		title="Restore the database and files" if with_files else "Restore the database",
+		explanation=(
+			f"Drops and re-creates the database of {target} from the dump"
+			+ (
+				", then unpacks the file archives over the site's files (files added since are kept)"
+				if with_files
+				else ""
+			)
+			+ ". Its input is /dev/null, so a prompt stops it instead of waiting: Frappe asks before restoring "
+			f"a backup of a newer Frappe; set {ENV_ALLOW_DOWNGRADE}=1 to pass --force and go on anyway."
+		),
+		commands=[command],
+		on_failure=half_restored,
+	)
+
+
+def _build_partial_restore_step(
+	manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths, half_restored: str
+) -> PlanStep:
+	database = paths.restore_paths[DATABASE]
+	return PlanStep(
+		key="restore",
+		title="Restore the partial backup's tables",
+		explanation=(
+			"bench partial-restore imports only the tables in this partial backup "
+			+ (f"({', '.join(manifest.include_doctypes)}) " if manifest.include_doctypes else "")
+			+ "into the existing site; every other table stays as it is. A partial backup cannot "
+			"create a site. It connects as the site's own database user, so no root password is needed."
+		),
+		commands=[
+			shlex.join(["bench", "--site", options.target_site, "partial-restore", database]) + " </dev/null"
+		],
+		on_failure=half_restored,
+	)
+
+
+def _build_restore_common_config_step() -> PlanStep:
+	return PlanStep(
+		key="restore_common_config",
+		title="Put back sites/common_site_config.json",
+		explanation=(
+			"The database root password is no longer needed: the original file goes back. The shell "
+			"script also does this on exit if a step fails."
+		),
+		commands=[
+			f'cp "$COMMON_CONFIG_ORIGINAL" {COMMON_CONFIG_PATH}',
+			'rm -f "$COMMON_CONFIG_ORIGINAL"',
+			"COMMON_CONFIG_ORIGINAL=",
+		],
+		on_failure=(
+			f"Copy the saved original ({SAVED_COMMON_CONFIG_PATTERN}) back to {COMMON_CONFIG_PATH} "
+			"by hand: it still holds the database root password."
+		),
+	)
+
+
+def build_site_keys_step(
+	options: RestoreOptions, paths: ResolvedPaths, half_restored: str
+) -> PlanStep | None:
+	"""Copy the original site's encryption_key into the restored site; None without a site config."""
+	config_path = paths.restore_paths.get(SITE_CONFIG)
+	if not config_path:
+		return None
+	target = options.target_site
+	carry_backup_key = options.new_site and bool(paths.decrypt)
+	arguments = [config_path, target, "1" if carry_backup_key else "0"]
+	return PlanStep(
+		key="site_keys",
+		title="Carry the original site's encryption key",
+		explanation=(
+			"Password fields in the restored database are encrypted with the original site's encryption_key. "
+			f"It is copied from the backup's site config into sites/{target}/site_config.json without being "
+			"printed"
+			+ (
+				f", together with ${ENV_ENCRYPTION_KEY} as backup_encryption_key so the new site's encrypted backups use the same key"
+				if carry_backup_key
+				else ""
+			)
+			+ ". Other keys of the original config are listed by name only, for you to review."
+		),
+		commands=[run_bench_python(arguments, SITE_KEYS_SNIPPET)],
+		on_failure=half_restored,
+	)
+
+
+def _build_migrate_step(target: str, half_restored: str) -> PlanStep:
+	return PlanStep(
+		key="migrate",
+		title=f"Migrate {target}",
+		explanation=(
+			"Brings the restored database up to the code in this bench (patches, schema, fixtures). "
+			"It needs Redis running (bench start in development, supervisor in production). Backup "
+			"Manager's backup before migrate is skipped: it would only copy the backup just restored "
+			"(to the original site's destinations, for a new site) and could stop the migrate."
+		),
+		commands=[f"{SKIP_MIGRATE_BACKUP_ENV}=1 " + shlex.join(["bench", "--site", target, "migrate"])],
+		on_failure=half_restored + " Or fix the failing patch and run bench migrate again.",
+	)
+
+
+def _build_maintenance_off_step(target: str) -> PlanStep:
+	command = shlex.join(["bench", "--site", target, "set-maintenance-mode", "off"])
+	return PlanStep(
+		key="maintenance_off",
+		title=f"Take {target} out of maintenance mode",
+		explanation=(
+			"Bench restore keeps the scheduler as it was on this site before the restore (it reads "
+			"enable_scheduler before replacing the database and writes it back afterwards), so only "
+			"maintenance mode needs undoing."
+		),
+		commands=[command],
+		on_failure="The restore is done. Turn maintenance mode off by hand: " + command,
+	)
+
+
+def _build_scheduler_step(target: str) -> PlanStep:
+	return PlanStep(
+		key="scheduler",
+		title=f"Enable the scheduler of {target}",
+		explanation=(
+			"A site made by bench new-site has its scheduler disabled, and bench restore keeps that. "
+			"Enabled because this site replaces the original: its scheduled jobs (mail, backups, "
+			"integrations) run from now on."
+		),
+		commands=[shlex.join(["bench", "--site", target, "scheduler", "enable"])],
+		on_failure="The restore is done. Enable the scheduler by hand with the command above.",
+	)
+
+
+def build_production_step(options: RestoreOptions) -> PlanStep:
+	"""Restart the bench's processes; for a new site, first make nginx serve it."""
+	commands = []
+	explanation = (
+		"Restarts the bench's web and worker processes so that none keeps the old database state cached."
+	)
+	if options.new_site:
+		commands += [
+			shlex.join(["bench", "setup", "nginx", "--yes"]),
+			shlex.join(["bench", "setup", "reload-nginx"]),
+		]
+		explanation = (
+			"Regenerates the nginx config so that it serves the new site, reloads nginx, and restarts the "
+			"bench's web and worker processes."
+		)
+	commands.append(shlex.join(["bench", "restart"]))
+	return PlanStep(
+		key="production",
+		title="Restart the production processes",
+		explanation=explanation
+		+ " bench uses sudo for supervisor and nginx (bench setup sudoers allows it).",
+		commands=commands,
+		on_failure="The restore is done. Run the commands of this step by hand.",
+	)
+
+
+def _build_cleanup_step(paths: ResolvedPaths) -> PlanStep:
+	return PlanStep(
+		key="cleanup",
+		title="Delete the decrypted copies",
+		explanation=(
+			f"Removes {paths.prepared_dir}, which holds the decrypted (plain) files or links. The "
+			"downloaded or local backup files are kept."
+		),
+		commands=[shlex.join(["rm", "-rf", "--", paths.prepared_dir])],
+		on_failure=f"The restore is done. Delete {paths.prepared_dir} by hand.",
+	)

@@ -1,0 +1,197 @@
+"""The steps before the site is touched: bench, apps, download, verify, prepare the files."""
+
+import shlex
+
+from backup_manager.core.manifest import Manifest, sha256sum_lines
+from backup_manager.core.restore_plan.apps import get_app_fix, list_apps_in_backup
+from backup_manager.core.restore_plan.constants import (
+	BENCH_PYTHON,
+	CHECKSUMS_DELIMITER,
+	ENV_ACCESS_KEY_ID,
+	ENV_ENCRYPTION_KEY,
+	ENV_SECRET_ACCESS_KEY,
+	GPG_DECRYPT_ARGS,
+	OFFSITE_TOOL_MODULE,
+	STATUS_DOWNGRADE,
+	STATUS_MISSING,
+)
+from backup_manager.core.restore_plan.model import AppCheck, PlanStep, RestoreOptions
+from backup_manager.core.restore_plan.paths import ResolvedPaths
+from backup_manager.core.restore_plan.shell import guard
+
+
+def build_bench_step(options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:
+	"""Go to the bench and check it is one, and that the target site is (or is not yet) there."""
+	commands = [
+		shlex.join(["cd", paths.bench]),
+		guard(
+			f"[ -d sites ] && [ -x {BENCH_PYTHON} ]",
+			f"{paths.bench} is not a bench folder (no sites/ or env/bin/python).",
+		),
+		guard("command -v bench >/dev/null", "The bench command is not on PATH: run this as the bench user."),
+		_guard_target_site(options),
+	]
+	return PlanStep(
+		key="bench",
+		title="Work from the bench folder",
+		explanation=(
+			"Every command runs from the bench folder, as the user that owns the bench. Run the steps in "
+			"order and never interrupt a restore: a stopped restore leaves a half-imported database. "
+			+ _describe_recovery(options)
+		),
+		commands=commands,
+		on_failure="Nothing has changed yet: fix the cause and run the plan again.",
+	)
+
+
+def _guard_target_site(options: RestoreOptions) -> str:
+	target = options.target_site
+	site_folder = f"sites/{target}"
+	if options.new_site:
+		return guard(
+			f"[ ! -e {shlex.quote(site_folder)} ]",
+			f"{site_folder} already exists: choose another name for the new site, or restore into it "
+			"as the same site.",
+		)
+	return guard(
+		f"[ -f {shlex.quote(site_folder + '/site_config.json')} ]",
+		f"Site {target} does not exist in this bench: restore the backup as a new site instead.",
+	)
+
+
+def _describe_recovery(options: RestoreOptions) -> str:
+	if options.new_site:
+		drop_command = shlex.join(["bench", "drop-site", options.target_site, "--force", "--no-backup"])
+		return (
+			f"If a step fails after the site was created, drop the half-restored site "
+			f"({drop_command}) and start again."
+		)
+	return (
+		"If a step fails after the restore began, the site may be half-restored: run the plan again "
+		"from the start; it restores from the same files."
+	)
+
+
+def build_apps_step(app_checks: list[AppCheck], manifest: Manifest) -> PlanStep:
+	"""Stop before anything changes when an app of the backup is not in this bench."""
+	apps = {app.name: app for app in list_apps_in_backup(manifest)}
+	commands = []
+	for check in app_checks:
+		fix = check.fix or get_app_fix(apps[check.app], STATUS_MISSING)
+		commands.append(
+			guard(
+				f"[ -d {shlex.quote('apps/' + check.app)} ]",
+				f"App {check.app} ({check.backup_version or 'version unknown'} in the backup) is not in this "
+				f"bench: get it with `{fix}`, then run the plan again.",
+			)
+		)
+	step_warnings = [
+		f"{check.app}: {check.status}" + (f" (fix: {check.fix})" if check.fix else "")
+		for check in app_checks
+		if check.status in (STATUS_MISSING, STATUS_DOWNGRADE)
+	]
+	return PlanStep(
+		key="apps",
+		title="Check that this bench has the backup's apps",
+		explanation=(
+			"The restored database expects every app that was installed on the site, in a version that is "
+			"the same or newer: "
+			+ ", ".join(f"{check.app} {check.backup_version}".strip() for check in app_checks)
+			+ ". This runs first so that a missing app is found before anything is downloaded or replaced."
+		),
+		commands=commands,
+		warnings=step_warnings,
+		on_failure="Nothing has changed yet: add or upgrade the app in this bench, then run the plan again.",
+	)
+
+
+def build_download_step(manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:
+	"""Download the backup's files with the offsite tool, credentials from the environment only."""
+	source = options.source
+	# --name=value: a value starting with "-" (a bucket, a prefix) cannot be taken for an option.
+	values = [("--bucket", source.bucket)]
+	if source.endpoint_url:
+		values.append(("--endpoint-url", source.endpoint_url))
+	if source.region:
+		values.append(("--region", source.region))
+	values.append(("--prefix", source.prefix or ""))
+	if source.addressing_style and source.addressing_style != "auto":
+		values.append(("--addressing-style", source.addressing_style))
+	values += [("--site", manifest.site), ("--backup-id", manifest.backup_id), ("--to", paths.work_dir)]
+	arguments = [
+		BENCH_PYTHON,
+		"-m",
+		OFFSITE_TOOL_MODULE,
+		"download",
+		*(f"{name}={value}" for name, value in values),
+	]
+	return PlanStep(
+		key="download",
+		title=f"Download the backup from {source.destination_name or source.bucket}",
+		explanation=(
+			"The download tool needs no site: it runs under the bench's python and takes its credentials "
+			f"only from {ENV_ACCESS_KEY_ID} and {ENV_SECRET_ACCESS_KEY}, never from its command line."
+		),
+		commands=[shlex.join(["mkdir", "-p", paths.work_dir]), shlex.join(arguments)],
+		on_failure="Nothing has changed yet: check the credentials and the network, then run the plan again.",
+	)
+
+
+def build_verify_step(manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:
+	"""Check every file against the sha256 the manifest recorded, before the site is touched."""
+	command = (
+		f"(cd {shlex.quote(paths.source_dir)} && sha256sum -c --strict) <<'{CHECKSUMS_DELIMITER}'\n"
+		f"{sha256sum_lines(manifest)}{CHECKSUMS_DELIMITER}"
+	)
+	where = "downloaded" if not options.local_dir else "on this server"
+	return PlanStep(
+		key="verify",
+		title="Verify the backup files",
+		explanation=(
+			f"Checks every file {where} against the sha256 recorded in the manifest when the backup was "
+			"taken, so that a truncated or altered file is found before the site is touched."
+		),
+		commands=[command],
+		on_failure=(
+			"Nothing has changed yet. A file is missing or damaged: download it again, or use another backup."
+		),
+	)
+
+
+def build_prepare_step(paths: ResolvedPaths) -> PlanStep:
+	"""Decrypt, or link under safe names, the files Frappe's restore cannot take as they are."""
+	commands = [
+		shlex.join(["mkdir", "-p", paths.prepared_dir]),
+		shlex.join(["chmod", "700", paths.prepared_dir]),
+	]
+	for artifact in paths.decrypt:
+		output = paths.restore_paths[artifact.kind]
+		arguments = [*GPG_DECRYPT_ARGS, "--output", output, "--decrypt", paths.sources[artifact.kind]]
+		commands.append(f'{shlex.join(arguments)} <<<"${ENV_ENCRYPTION_KEY}"')
+	for artifact in paths.links:
+		commands.append(
+			shlex.join(["ln", "-sf", "--", paths.sources[artifact.kind], paths.restore_paths[artifact.kind]])
+		)
+	parts = []
+	if paths.decrypt:
+		parts.append(
+			"Decrypts the encrypted files into a folder only the bench user can read. The key goes to gpg "
+			f"on stdin from ${ENV_ENCRYPTION_KEY}, so it is never on a command line, and bench restore gets "
+			"plain files, so it is given no key either."
+		)
+	if paths.links:
+		parts.append(
+			"Links files whose path or name Frappe's restore cannot take (it passes paths through a shell "
+			"unquoted, and only unpacks .tar and .tgz archives) under safe names."
+		)
+	title = "Decrypt the backup files" if paths.decrypt else "Prepare the backup files for Frappe"
+	return PlanStep(
+		key="prepare_files",
+		title=title,
+		explanation=" ".join(parts),
+		commands=commands,
+		on_failure=(
+			f"Nothing in the site has changed yet. If gpg failed, check {ENV_ENCRYPTION_KEY} "
+			"(the backup_encryption_key of the original site), then run the plan again."
+		),
+	)

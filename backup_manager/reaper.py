@@ -1,0 +1,80 @@
+"""Dead runs: fail what a killed worker or a lost job left active, and remove its unfinished files.
+
+A Running or Uploading log whose policy lock is free has no live process behind it (the lock
+dies with its connection). A Queued log with no RQ job after a grace period will never start.
+"""
+
+import os
+import shutil
+from datetime import datetime
+
+import frappe
+from frappe import _
+from frappe.utils import add_to_date, get_datetime, now_datetime
+
+from backup_manager.core import outcome
+from backup_manager.local_backup import PARTIAL_SUFFIX, get_backup_dir
+from backup_manager.locks import is_policy_locked
+from backup_manager.notifications import notify_run
+from backup_manager.run_log import ACTIVE_STATUSES, finish_log, run_job_id
+
+# A queued run whose RQ job has vanished (Redis flushed, worker pool gone) is failed after this.
+LOST_QUEUED_RUN_MINUTES = 30
+
+
+def reap_dead_runs(now: datetime | None = None):
+	"""Fail runs whose process died: Running without the policy lock, or Queued with no RQ job."""
+	now = now or now_datetime()
+	for log_name, policy, status, queued_at in frappe.get_all(
+		"Backup Log",
+		filters={"status": ("in", ACTIVE_STATUSES)},
+		fields=["name", "policy", "status", "queued_at"],
+		as_list=True,
+	):
+		reason = why_run_is_dead(log_name, policy, status, get_datetime(queued_at), now)
+		if reason:
+			fail_dead_run(frappe.get_doc("Backup Log", log_name), reason, now)
+
+
+def why_run_is_dead(log_name: str, policy: str, status: str, queued_at: datetime, now: datetime) -> str:
+	"""The reason an active run is dead, or "" while it may still be alive."""
+	if is_policy_locked(policy):
+		return ""
+	if status in ("Running", "Uploading"):
+		return _(
+			"The run stopped without finishing: its worker was killed, crashed or hit the job timeout. "
+			"Its unfinished files were deleted."
+		)
+	if queued_at > add_to_date(now, minutes=-LOST_QUEUED_RUN_MINUTES) or is_run_job_queued(log_name):
+		return ""
+	return _(
+		"The queued job disappeared before a worker started it (workers stopped or Redis was flushed). "
+		"Check that bench workers run for the long queue."
+	)
+
+
+def fail_dead_run(log, reason: str, now: datetime):
+	was_uploading = log.status == "Uploading"
+	if log.backup_id:
+		remove_unfinished_backup_dir(log.backup_id)
+	log.error_class = "RunDied"
+	log.error_message = reason
+	final_status = outcome.FAILED
+	if was_uploading:
+		# The local backup is complete: keep it, and let a later tick retry the upload.
+		log.next_upload_retry_at = now
+		final_status = outcome.interrupted_run_status(log.uploads)
+	finish_log(log, final_status)
+	notify_run(frappe.get_doc("Backup Policy", log.policy), log)
+
+
+def remove_unfinished_backup_dir(backup_id: str):
+	unfinished = get_backup_dir(backup_id) + PARTIAL_SUFFIX
+	if os.path.isdir(unfinished):
+		shutil.rmtree(unfinished, ignore_errors=True)
+
+
+def is_run_job_queued(log_name: str) -> bool:
+	from frappe.utils.background_jobs import is_job_enqueued
+
+	return bool(is_job_enqueued(run_job_id(log_name)))
