@@ -39,6 +39,15 @@ fi
 "$BENCH/env/bin/python" -m pip install -q --disable-pip-version-check "selenium>=4.20" 2>/dev/null \
 	|| uv pip install -q --python "$BENCH/env/bin/python" "selenium>=4.20"
 export BM_REQUIRE_BROWSER=1
+# SFTP destinations (normally installed by requirements.txt; an offline install may have missed it).
+"$BENCH/env/bin/python" -c "import paramiko" 2>/dev/null \
+	|| "$BENCH/env/bin/python" -m pip install -q --disable-pip-version-check "paramiko>=3.4" 2>/dev/null \
+	|| uv pip install -q --python "$BENCH/env/bin/python" "paramiko>=3.4"
+if [ ! -x /usr/sbin/sshd ]; then
+	say "Installing openssh-server for the SFTP tests"
+	(apt-get update -q >/dev/null && apt-get install -y -q openssh-server >/dev/null)
+fi
+export BM_REQUIRE_SSHD=1
 grep -qx backup_manager "$BENCH/sites/apps.txt" || printf '\nbackup_manager\n' >> "$BENCH/sites/apps.txt"
 sed -i '/^$/d' "$BENCH/sites/apps.txt"
 

@@ -23,6 +23,13 @@ if ! command -v gpg >/dev/null; then
 	apt-get install -y -q gnupg >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q gnupg >/dev/null; }
 fi
 
+if [ ! -x /usr/sbin/sshd ]; then
+	say "Installing openssh-server (SFTP destinations are tested against a real sshd)"
+	apt-get install -y -q openssh-server >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q openssh-server >/dev/null; }
+fi
+# The SFTP tests start their own sshd on a free port; they must not skip in CI.
+export BM_REQUIRE_SSHD=1
+
 say "Pure test environment: $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REPO/dev-requirements.txt"

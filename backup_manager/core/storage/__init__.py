@@ -1,13 +1,16 @@
-"""Offsite storage: a small interface over S3-compatible object stores, plus provider presets.
+"""Offsite storage: a small interface over object stores (S3-compatible, SFTP, a mounted folder).
 
 The interface is what offsite.py (upload, listing, retention, verification, download) needs
-and nothing more. Keys passed to a backend are full object keys inside the bucket; the
-layout (`<prefix>/<site>/<backup id>/<file>`) is built by core.layout, never here.
-Only storage/s3.py imports boto3; `get_backend` imports it lazily.
+and nothing more. Keys passed to a backend are full object keys inside the bucket (or below the
+base folder of an SFTP server or a mounted disk); the layout (`<prefix>/<site>/<backup id>/<file>`)
+is built by core.layout, never here. Only storage/s3.py imports boto3 and only storage/sftp.py
+imports paramiko; `get_backend` imports them lazily.
 """
 
 import abc
 import logging
+import os
+import posixpath
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,6 +38,14 @@ VERIFIED_BY_CHECKSUM = "S3 SHA-256 checksum"
 VERIFIED_BY_PART_CHECKSUMS = "S3 SHA-256 part checksums"
 VERIFIED_BY_METADATA = "size and stored sha256"
 VERIFIED_BY_READ_BACK = "read back and hashed"
+VERIFIED_BY_SERVER_HASH = "sha256 computed on the server"
+VERIFIED_BY_SIZE_AND_LOCAL_HASH = "size, and sha256 of the file sent"
+
+STORAGE_S3 = "S3-compatible"
+STORAGE_SFTP = "SFTP"
+STORAGE_FOLDER = "Folder"
+STORAGE_TYPES = (STORAGE_S3, STORAGE_SFTP, STORAGE_FOLDER)
+DEFAULT_SFTP_PORT = 22
 
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 SSE_NONE = ""
@@ -282,6 +293,103 @@ class S3Config:
 			raise InvalidPolicy("upload_attempts", "Attempts must be at least 1.")
 
 
+def _check_base_folder(value: str, field_name: str, label: str) -> None:
+	if "\x00" in value or any(part == ".." for part in value.split("/")):
+		raise InvalidPolicy(field_name, f"{label} {value!r} must not contain '..' or NUL characters.")
+
+
+@dataclass
+class SFTPConfig:
+	"""An SSH server reached over SFTP; the host key is pinned, secrets never show in repr()."""
+
+	host: str = ""
+	port: int = DEFAULT_SFTP_PORT
+	username: str = ""
+	# The folder on the server that holds `<prefix>/<site>/...`; relative to the login folder
+	# unless it starts with "/".
+	base_folder: str = ""
+	prefix: str = ""
+	password: str = field(default="", repr=False)
+	# An OpenSSH private key (PEM text), or the path of a key file only the bench user can read.
+	private_key: str = field(default="", repr=False)
+	private_key_file: str = ""
+	private_key_passphrase: str = field(default="", repr=False)
+	# The accepted host key as "<type> <base64>" (as in known_hosts); empty until accepted.
+	host_key: str = ""
+	read_back_verify: bool = False
+	connect_timeout: float = 15.0
+	# Seconds without an answer before an operation is given up (a dropped link must not hang a run).
+	read_timeout: float = 120.0
+	upload_attempts: int = 2
+	retry_backoff_seconds: float = 2.0
+
+	def validate(self, *, require_host_key: bool = False) -> None:
+		"""Raise InvalidPolicy naming the field for a setting no upload could work with."""
+		host = self.host.strip()
+		if not host:
+			raise InvalidPolicy("sftp_host", "Host is required: the SSH server's name or IP address.")
+		if any(character in host for character in " /@\x00") or host.startswith("-"):
+			raise InvalidPolicy(
+				"sftp_host",
+				f"Host {host!r} is not a host name: enter only the name or IP, e.g. backup.example.com.",
+			)
+		if not 1 <= int(self.port or 0) <= 65535:
+			raise InvalidPolicy("sftp_port", "Port must be between 1 and 65535 (SSH uses 22).")
+		if not self.username.strip():
+			raise InvalidPolicy(
+				"sftp_username", "User is required: the SSH user that owns the backup folder."
+			)
+		_check_base_folder(self.base_folder, "base_folder", "Base Folder")
+		if self.private_key_file and not os.path.isabs(self.private_key_file):
+			raise InvalidPolicy(
+				"private_key_file",
+				"Private Key File must be an absolute path, e.g. /home/frappe/.ssh/backup_key.",
+			)
+		if self.private_key and self.private_key_file:
+			raise InvalidPolicy(
+				"private_key_file", "Use either Private Key or Private Key File, not both: clear one of them."
+			)
+		if self.host_key and len(self.host_key.split()) < 2:
+			raise InvalidPolicy(
+				"host_key", "Host Key must look like 'ssh-ed25519 AAAA...': use Test Connection to fetch it."
+			)
+		if require_host_key and not self.host_key:
+			raise InvalidPolicy(
+				"host_key", "The server's host key is not accepted yet: use Test Connection and accept it."
+			)
+		if self.connect_timeout <= 0 or self.read_timeout <= 0:
+			raise InvalidPolicy("read_timeout", "Timeouts must be more than 0 seconds.")
+		if self.upload_attempts < 1:
+			raise InvalidPolicy("upload_attempts", "Attempts must be at least 1.")
+
+
+@dataclass
+class FolderConfig:
+	"""A folder on this server, usually a mounted disk (NFS, USB, a storage box)."""
+
+	path: str = ""
+	prefix: str = ""
+	# Refuse to write unless `path` is a mount point, so that a dropped mount never fills the
+	# root disk with backups written into the empty mount folder.
+	must_be_mount_point: bool = True
+	read_back_verify: bool = True
+
+	def validate(self) -> None:
+		"""Raise InvalidPolicy naming the field for a setting no upload could work with."""
+		if not self.path.strip():
+			raise InvalidPolicy("folder_path", "Folder is required, e.g. /mnt/backups.")
+		if not os.path.isabs(self.path):
+			raise InvalidPolicy(
+				"folder_path", f"Folder {self.path!r} must be an absolute path, e.g. /mnt/backups."
+			)
+		_check_base_folder(self.path, "folder_path", "Folder")
+		if posixpath.normpath(self.path) == "/":
+			raise InvalidPolicy("folder_path", "Folder cannot be / : use a folder on the mounted disk.")
+
+
+StorageConfig = S3Config | SFTPConfig | FolderConfig
+
+
 @dataclass
 class CheckResult:
 	name: str
@@ -295,6 +403,10 @@ class ConnectionReport:
 	"""The checks of `check_connection`, in the order they ran."""
 
 	checks: list[CheckResult] = field(default_factory=list)
+	# SFTP: the key the server offered ("<type> <base64>") and its SHA256 fingerprint, so that the
+	# user can compare and accept it. Public, never a secret.
+	host_key: str = ""
+	host_key_fingerprint: str = ""
 
 	@property
 	def ok(self) -> bool:
@@ -393,11 +505,20 @@ class StorageBackend(abc.ABC):
 		"""Return the Object Lock retain-until date (UTC) of the object, or None if it is not locked."""
 
 
-def get_backend(config: S3Config) -> StorageBackend:
+def get_backend(config: StorageConfig) -> StorageBackend:
 	"""Return the backend for a storage configuration."""
 	if isinstance(config, S3Config):
 		# Imported here so that importing core never loads boto3.
 		from backup_manager.core.storage.s3 import S3Backend
 
 		return S3Backend(config)
+	if isinstance(config, SFTPConfig):
+		# Imported here so that importing core never loads paramiko.
+		from backup_manager.core.storage.sftp import SFTPBackend
+
+		return SFTPBackend(config)
+	if isinstance(config, FolderConfig):
+		from backup_manager.core.storage.folder import FolderBackend
+
+		return FolderBackend(config)
 	raise TypeError(f"No storage backend for {type(config).__name__}")
