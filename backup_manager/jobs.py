@@ -12,10 +12,11 @@ import frappe
 from frappe import _
 from frappe.utils import now_datetime
 
+from backup_manager.core.compression import find_compressor
 from backup_manager.local_backup import BackupRequest, take_backup
 from backup_manager.locks import is_policy_locked, policy_lock
 from backup_manager.notifications import notify_run, send_missed_backup_alerts
-from backup_manager.offsite import get_policy_destinations, retry_due_uploads, upload_log
+from backup_manager.offsite import get_policy_destinations, retry_due_uploads, start_uploads, upload_log
 from backup_manager.reaper import reap_dead_runs
 from backup_manager.retention import apply_local_retention
 from backup_manager.run_log import (
@@ -23,6 +24,7 @@ from backup_manager.run_log import (
 	estimate_job_timeout,
 	finish_log,
 	insert_log,
+	record_compressor,
 	record_failure,
 	record_local_backup,
 	run_job_id,
@@ -136,7 +138,12 @@ def run_locked(log, policy):
 	save_log(log)
 	update_policy_status(policy.name, log)
 
+	uploads = {}
 	try:
+		compressor = find_compressor(policy.compression)
+		record_compressor(log, compressor)
+		# Uploads start while the backup is still being written (local_backup hands them each artifact).
+		uploads = start_uploads(log, policy)
 		backup_dir, manifest = take_backup(
 			BackupRequest(
 				backup_id=log.backup_id,
@@ -145,7 +152,9 @@ def run_locked(log, policy):
 				compress_files=bool(policy.compress_files),
 				include_doctypes=policy.get_include_doctypes(),
 				exclude_doctypes=policy.get_exclude_doctypes(),
-			)
+				compressor=compressor,
+			),
+			receivers=list(uploads.values()),
 		)
 	except Exception as exc:
 		frappe.db.rollback()
@@ -154,8 +163,8 @@ def run_locked(log, policy):
 		return
 
 	record_local_backup(log, backup_dir, manifest)
-	if get_policy_destinations(policy):
-		upload_log(log, policy)
+	if uploads or get_policy_destinations(policy):
+		upload_log(log, policy, uploads)
 	else:
 		finish_log(log, "Success")
 	apply_retention_after_run(policy)

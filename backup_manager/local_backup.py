@@ -1,4 +1,9 @@
-"""Taking the local backup: the one caller of frappe.utils.backups.new_backup.
+"""Taking the local backup: the one caller of frappe.utils.backups.
+
+Frappe's BackupGenerator takes the backup, step by step as new_backup would (dump, site
+config, file tars), with the policy's compressor standing in for gzip (core.compression). The
+dump is checked and hashed in a thread while the tars are written, and handed to the offsite
+uploads as soon as it is, so each byte of the dump is read once here while other work runs.
 
 Each run writes into its own folder `<backup root>/<backup id>.partial/`, which is renamed to
 `<backup id>/` only once every artifact is written, checked and hashed. A failed run removes
@@ -11,13 +16,16 @@ import contextlib
 import os
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import frappe
-from frappe.utils.backups import get_or_generate_backup_encryption_key, new_backup
+from frappe.utils.backups import BackupGenerator, get_or_generate_backup_encryption_key
 
 from backup_manager.core import checksums
+from backup_manager.core.compression import Compressor, compressor_as_gzip, find_compressor
 from backup_manager.core.encryption import encrypt_file_in_place, is_gpg_encrypted
 from backup_manager.core.errors import ArtifactError
 from backup_manager.core.manifest import (
@@ -41,6 +49,18 @@ class BackupRequest:
 	compress_files: bool = False
 	include_doctypes: list[str] = field(default_factory=list)
 	exclude_doctypes: list[str] = field(default_factory=list)
+	# None: pigz or gzip at the default level (core.compression.find_compressor).
+	compressor: Compressor | None = None
+
+
+class ArtifactReceiver(Protocol):
+	"""Takes artifacts as soon as they are checked and hashed (core.offsite.BackupUpload)."""
+
+	def add(self, artifact: Artifact, path: str) -> None: ...
+
+	def wait(self) -> None: ...
+
+	def cancel(self) -> None: ...
 
 
 def get_backup_root() -> str:
@@ -61,47 +81,84 @@ def is_inside_backup_root(path: str) -> bool:
 	return os.path.dirname(os.path.realpath(path)) == root
 
 
-def take_backup(request: BackupRequest) -> tuple[str, Manifest]:
-	"""Take a database (+ files + site config) backup; return its folder and manifest."""
+def take_backup(request: BackupRequest, receivers: Sequence[ArtifactReceiver] = ()) -> tuple[str, Manifest]:
+	"""Take a database (+ files + site config) backup; return its folder and manifest.
+
+	`receivers` get the dump (and the site config) as soon as they are checked and hashed,
+	while the tars are still being written; they have read them before the folder is renamed.
+	"""
 	final_dir = get_backup_dir(request.backup_id)
 	work_dir = final_dir + PARTIAL_SUFFIX
 	if os.path.exists(final_dir) or os.path.exists(work_dir):
 		raise FileExistsError(f"Backup folder {final_dir} already exists")
 	os.makedirs(work_dir)
 	try:
-		manifest = _write_artifacts(request, work_dir)
+		manifest = _write_artifacts(request, work_dir, receivers)
+		for receiver in receivers:
+			receiver.wait()
 		os.rename(work_dir, final_dir)
 	except BaseException:
+		for receiver in receivers:
+			receiver.cancel()
 		shutil.rmtree(work_dir, ignore_errors=True)
 		raise
 	return final_dir, manifest
 
 
-def _write_artifacts(request: BackupRequest, work_dir: str) -> Manifest:
+def make_backup_generator(request: BackupRequest, work_dir: str) -> BackupGenerator:
+	"""A BackupGenerator writing into work_dir, built as new_backup builds it."""
+	generator = BackupGenerator(
+		frappe.conf.db_name,
+		frappe.conf.db_name,
+		frappe.conf.db_password,
+		db_host=frappe.conf.db_host,
+		db_port=frappe.conf.db_port,
+		db_type=frappe.conf.db_type,
+		backup_path=work_dir,
+		include_doctypes=",".join(request.include_doctypes),
+		exclude_doctypes=",".join(request.exclude_doctypes),
+		compress_files=request.compress_files,
+	)
+	generator.set_backup_file_name()
+	return generator
+
+
+def _write_artifacts(
+	request: BackupRequest, work_dir: str, receivers: Sequence[ArtifactReceiver]
+) -> Manifest:
 	encrypt = bool(frappe.get_system_settings("encrypt_backup"))
-	with frappe_encryption_suppressed():
-		generator = new_backup(
-			ignore_files=not request.with_files,
-			backup_path=work_dir,
-			include_doctypes=",".join(request.include_doctypes),
-			exclude_doctypes=",".join(request.exclude_doctypes),
-			compress=request.compress_files,
-			force=True,
-		)
-
-	paths = {DATABASE: generator.backup_path_db, SITE_CONFIG: generator.backup_path_conf}
-	if request.with_files:
-		paths[PUBLIC_FILES] = generator.backup_path_files
-		paths[PRIVATE_FILES] = generator.backup_path_private_files
-
-	for kind, path in paths.items():
-		if not path or not os.path.isfile(path):
-			raise ArtifactError(f"The {kind} artifact was not written")
 	# Read in the main thread: frappe.local is not visible from the worker threads below.
 	passphrase = get_or_generate_backup_encryption_key() if encrypt else None
-	# Checking and hashing run two files at a time: hashlib and zlib release the GIL.
+	compressor = request.compressor or find_compressor(None)
+	# Checking and hashing run two files at a time beside the tar writing: hashlib and zlib
+	# release the GIL, and tar is another process.
 	with ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup-manager-hash") as pool:
-		artifacts = list(pool.map(lambda item: inspect_artifact(item[0], item[1], passphrase), paths.items()))
+
+		def inspect(kind: str, path: str, hand_over: bool = False) -> Future:
+			future = pool.submit(inspect_artifact, kind, path, passphrase)
+			if hand_over and receivers:
+				future.add_done_callback(lambda done: _hand_over(done, path, receivers))
+			return future
+
+		with frappe_encryption_suppressed():
+			generator = make_backup_generator(request, work_dir)
+			with compressor_as_gzip(compressor):
+				generator.take_dump()
+				_check_written(DATABASE, generator.backup_path_db)
+				futures = [inspect(DATABASE, generator.backup_path_db, hand_over=True)]
+				generator.copy_site_config()
+				_check_written(SITE_CONFIG, generator.backup_path_conf)
+				futures.append(inspect(SITE_CONFIG, generator.backup_path_conf, hand_over=True))
+				if request.with_files:
+					generator.backup_files()
+		if request.with_files:
+			for kind, path in (
+				(PUBLIC_FILES, generator.backup_path_files),
+				(PRIVATE_FILES, generator.backup_path_private_files),
+			):
+				_check_written(kind, path)
+				futures.append(inspect(kind, path))
+		artifacts = [future.result() for future in futures]
 
 	return Manifest(
 		backup_id=request.backup_id,
@@ -116,6 +173,19 @@ def _write_artifacts(request: BackupRequest, work_dir: str) -> Manifest:
 		exclude_doctypes=list(request.exclude_doctypes),
 		policy=request.policy,
 	)
+
+
+def _check_written(kind: str, path: str) -> None:
+	if not path or not os.path.isfile(path):
+		raise ArtifactError(f"The {kind} artifact was not written")
+
+
+def _hand_over(done: Future, path: str, receivers: Sequence[ArtifactReceiver]) -> None:
+	# A failed check is raised by the main thread from future.result(); nothing is handed over.
+	if done.cancelled() or done.exception() is not None:
+		return
+	for receiver in receivers:
+		receiver.add(done.result(), path)
 
 
 def inspect_artifact(kind: str, path: str, passphrase: str | None) -> Artifact:
@@ -157,7 +227,7 @@ def verify_local_artifact(kind: str, path: str, size: int, sha256: str) -> None:
 
 @contextlib.contextmanager
 def frappe_encryption_suppressed():
-	"""Make new_backup leave its files in clear, so that we encrypt them ourselves.
+	"""Make BackupGenerator leave its files in clear (and unnamed "-enc"), so that we encrypt them ourselves.
 
 	Frappe's BackupGenerator passes the key to gpg on the command line (visible in the process
 	list), swallows gpg failures while still naming files "-enc", and never encrypts the site

@@ -18,6 +18,8 @@ from backup_manager.notifications import notify_run
 from backup_manager.run_log import estimate_job_timeout, finish_log, record_uploads, save_log
 
 UPLOAD_JOB = "backup_manager.offsite.retry_upload_job"
+# Files of one backup uploaded to one destination at once (each in bounded parts).
+MAX_FILES_IN_FLIGHT = 4
 
 
 def get_policy_destinations(policy) -> list:
@@ -30,8 +32,44 @@ def get_policy_destinations(policy) -> list:
 	]
 
 
-def upload_log(log, policy) -> str:
-	"""Upload a log's backup to every destination not yet complete; set and return its status."""
+def start_uploads(log, policy) -> dict:
+	"""Open an upload of the log's backup to every enabled destination of the policy, before it is taken.
+
+	The local backup hands each artifact to them as soon as it is checked and hashed
+	(local_backup.take_backup); upload_log finishes them. Empty when there is no destination.
+	"""
+	return {
+		destination.name: open_upload(destination, log) for destination in get_policy_destinations(policy)
+	}
+
+
+def open_upload(destination, log) -> offsite.BackupUpload:
+	"""A BackupUpload to one destination; one that cannot even start reports every artifact failed."""
+	try:
+		backend = destination.get_backend()
+	except Exception as exc:
+		frappe.log_error(
+			title=f"Backup Manager: upload of {log.name} to {destination.name} failed",
+			reference_doctype="Backup Log",
+			reference_name=log.name,
+		)
+		return offsite.BackupUpload(
+			None, prefix="", site=log.site, backup_id=log.backup_id, error=str(exc) or repr(exc)
+		)
+	return offsite.BackupUpload(
+		backend,
+		prefix=destination.path_prefix or "",
+		site=log.site,
+		backup_id=log.backup_id,
+		max_workers=max(1, min(cint(destination.max_concurrency) or 2, MAX_FILES_IN_FLIGHT)),
+	)
+
+
+def upload_log(log, policy, uploads: dict | None = None) -> str:
+	"""Upload a log's backup to every destination not yet complete; set and return its status.
+
+	`uploads` (from start_uploads) may already hold artifacts in flight; the rest start here.
+	"""
 	destinations = get_policy_destinations(policy)
 	manifest = Manifest.from_json(log.manifest)
 	log.status = "Uploading"
@@ -39,9 +77,16 @@ def upload_log(log, policy) -> str:
 	log.next_upload_retry_at = None
 	save_log(log)
 
+	uploads = uploads or {}
 	for destination in destinations:
-		if not outcome.destination_complete(log.uploads, destination.name):
-			record_uploads(log, destination.name, upload_to_destination(destination, manifest, log))
+		upload = uploads.pop(destination.name, None)
+		if outcome.destination_complete(log.uploads, destination.name):
+			continue
+		upload = upload or open_upload(destination, log)
+		record_uploads(log, destination.name, upload.finish(manifest, log.backup_dir))
+	for upload in uploads.values():
+		# A destination removed from the policy meanwhile: nothing of it is recorded.
+		upload.cancel()
 
 	names = [destination.name for destination in destinations]
 	status = outcome.run_status(log.uploads, names)
@@ -61,37 +106,6 @@ def upload_log(log, policy) -> str:
 		if destination.name in complete:
 			apply_destination_retention(destination, policy)
 	return status
-
-
-def upload_to_destination(destination, manifest: Manifest, log) -> list:
-	"""Upload to one destination; a destination that cannot even start reports every artifact failed."""
-	try:
-		backend = destination.get_backend()
-		return offsite.upload_backup(
-			backend,
-			manifest,
-			log.backup_dir,
-			prefix=destination.path_prefix or "",
-			site=log.site,
-			max_workers=max(1, min(cint(destination.max_concurrency) or 2, len(manifest.artifacts))),
-		)
-	except Exception as exc:
-		frappe.log_error(
-			title=f"Backup Manager: upload of {log.name} to {destination.name} failed",
-			reference_doctype="Backup Log",
-			reference_name=log.name,
-		)
-		return [
-			offsite.ArtifactUploadResult(
-				kind=artifact.kind,
-				key="",
-				status=offsite.FAILED,
-				bytes=0,
-				duration_seconds=0.0,
-				error=str(exc),
-			)
-			for artifact in manifest.artifacts
-		]
 
 
 def apply_destination_retention(destination, policy, dry_run: bool = False) -> list:

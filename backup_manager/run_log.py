@@ -79,6 +79,12 @@ def update_policy_status(policy: str, log):
 	frappe.db.commit()
 
 
+def record_compressor(log, compressor):
+	"""Note the compressor (core.compression.Compressor) a run uses; saved with the log's next write."""
+	log.compressor = compressor.describe()
+	log.compression_level = compressor.level
+
+
 def record_local_backup(log, backup_dir: str, manifest):
 	"""Write the local backup's artifacts, apps and manifest onto the log (status unchanged)."""
 	log.backup_dir = backup_dir

@@ -5,6 +5,7 @@ import hashlib
 import os
 import tarfile
 import zlib
+from collections.abc import Callable, Iterable
 
 from backup_manager.core.errors import ArtifactError, ChecksumMismatch
 
@@ -43,12 +44,15 @@ def verify_gzip_complete(path: str) -> None:
 		raise ArtifactError(f"{os.path.basename(path)} is not a complete gzip file: {exc}") from exc
 
 
-def sha256_gzip_file(path: str) -> str:
+def sha256_gzip_file(path: str, consumers: Iterable[Callable[[bytes], None]] = ()) -> str:
 	"""Hash a gzip file and check that it decompresses to its end, in a single read.
 
 	Frappe writes a database dump as two gzip members (its header, then mysqldump's output),
-	so every member is followed. Decompressed output is bounded to CHUNK_SIZE at a time.
+	so every member is followed. Decompressed output is bounded to CHUNK_SIZE at a time; each
+	of `consumers` is called with every decompressed chunk in order (the text gunzip would
+	print), so another check of the dump can share this one read.
 	"""
+	consumers = list(consumers)
 	digest = hashlib.sha256()
 	decompressor, fed = zlib.decompressobj(wbits=31), False
 	try:
@@ -58,7 +62,9 @@ def sha256_gzip_file(path: str) -> str:
 				pending = chunk
 				while pending:
 					fed = True
-					decompressor.decompress(pending, CHUNK_SIZE)
+					output = decompressor.decompress(pending, CHUNK_SIZE)
+					for consumer in consumers:
+						consumer(output)
 					pending = decompressor.unconsumed_tail
 					if decompressor.eof:
 						pending = decompressor.unused_data + pending

@@ -8,9 +8,10 @@ looks complete but is not. Keys that do not parse into the layout are never touc
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -116,6 +117,105 @@ def backup_created_at(backup_id: str) -> datetime | None:
 		return None
 
 
+class BackupUpload:
+	"""One backup's upload to one destination: each artifact as soon as it is ready, the manifest last.
+
+	`add` starts an artifact's upload at once (from any thread); `finish` adds whatever was not
+	added yet, waits for every upload and writes the manifest only if every artifact verified.
+	At most `max_workers` files are in flight, each streamed in bounded parts by the backend, so
+	memory stays bounded whatever the backup size. A destination that could not even start
+	(`error`) reports every artifact failed.
+	"""
+
+	def __init__(
+		self,
+		backend: StorageBackend | None,
+		*,
+		prefix: str,
+		site: str,
+		backup_id: str,
+		max_workers: int = DEFAULT_UPLOAD_WORKERS,
+		error: str = "",
+	):
+		self.backend = backend
+		self.prefix = prefix
+		self.site = site
+		self.backup_id = backup_id
+		self.error = error if backend is not None else error or "no storage backend"
+		self._lock = threading.Lock()
+		self._futures: dict[str, Future] = {}
+		self._pool = (
+			ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="backup-manager-upload")
+			if backend is not None
+			else None
+		)
+
+	def add(self, artifact: Artifact, path: str) -> None:
+		"""Start uploading an artifact (checked and hashed) from `path`, unless it already started."""
+		with self._lock:
+			if self._pool is None or artifact.kind in self._futures:
+				return
+			self._futures[artifact.kind] = self._pool.submit(
+				_upload_artifact, self.backend, artifact, path, self.prefix, self.site, self.backup_id
+			)
+
+	def wait(self) -> None:
+		"""Wait until every upload started so far has ended (it no longer reads its file)."""
+		with self._lock:
+			futures = list(self._futures.values())
+		for future in futures:
+			future.exception()
+
+	def finish(self, manifest: Manifest, local_dir: str) -> list[ArtifactUploadResult]:
+		"""Upload what was not added yet from local_dir, wait, then write the manifest; report each."""
+		artifacts = list(manifest.artifacts)
+		if self._pool is None:
+			return [
+				ArtifactUploadResult(artifact.kind, "", FAILED, 0, 0.0, error=self.error)
+				for artifact in artifacts
+			]
+		for artifact in artifacts:
+			self.add(artifact, os.path.join(local_dir, artifact.file_name))
+		results = [self._futures[artifact.kind].result() for artifact in artifacts]
+		self._pool.shutdown()
+
+		manifest_key = layout.manifest_key(self.prefix, self.site, manifest.backup_id)
+		failed = [result for result in results if result.status != UPLOADED]
+		if failed:
+			results.append(
+				ArtifactUploadResult(
+					kind=MANIFEST_KIND,
+					key=manifest_key,
+					status=SKIPPED,
+					bytes=0,
+					duration_seconds=0.0,
+					error=f"not written because {len(failed)} artifact(s) failed; this offsite copy stays incomplete",
+				)
+			)
+			return results
+		results.append(_upload_manifest(self.backend, manifest, manifest_key))
+		return results
+
+	def cancel(self) -> None:
+		"""The backup failed: wait for uploads in flight, then delete what reached the store (best effort)."""
+		if self._pool is None:
+			return
+		self.wait()
+		self._pool.shutdown()
+		keys = [
+			future.result().key
+			for future in self._futures.values()
+			if future.exception() is None and future.result().status == UPLOADED
+		]
+		if not keys:
+			return
+		try:
+			self.backend.delete_objects(keys)
+		except Exception as exc:
+			# Left without a manifest, they are an incomplete backup that retention prunes.
+			logger.warning("Could not delete the uploads of failed backup %s: %s", self.backup_id, exc)
+
+
 def upload_backup(
 	backend: StorageBackend,
 	manifest: Manifest,
@@ -126,42 +226,20 @@ def upload_backup(
 	max_workers: int = DEFAULT_UPLOAD_WORKERS,
 ) -> list[ArtifactUploadResult]:
 	"""Upload and verify every artifact, then the manifest last; report each, never raise for one."""
-	artifacts = list(manifest.artifacts)
-	with ThreadPoolExecutor(
-		max_workers=max(1, max_workers), thread_name_prefix="backup-manager-upload"
-	) as pool:
-		futures = [
-			pool.submit(_upload_artifact, backend, artifact, local_dir, prefix, site, manifest.backup_id)
-			for artifact in artifacts
-		]
-		results = [future.result() for future in futures]
-
-	manifest_key = layout.manifest_key(prefix, site, manifest.backup_id)
-	failed = [result for result in results if result.status != UPLOADED]
-	if failed:
-		results.append(
-			ArtifactUploadResult(
-				kind=MANIFEST_KIND,
-				key=manifest_key,
-				status=SKIPPED,
-				bytes=0,
-				duration_seconds=0.0,
-				error=f"not written because {len(failed)} artifact(s) failed; this offsite copy stays incomplete",
-			)
-		)
-		return results
-	results.append(_upload_manifest(backend, manifest, manifest_key))
-	return results
+	upload = BackupUpload(
+		backend, prefix=prefix, site=site, backup_id=manifest.backup_id, max_workers=max_workers
+	)
+	return upload.finish(manifest, local_dir)
 
 
 def _upload_artifact(
-	backend: StorageBackend, artifact: Artifact, local_dir: str, prefix: str, site: str, backup_id: str
+	backend: StorageBackend, artifact: Artifact, path: str, prefix: str, site: str, backup_id: str
 ) -> ArtifactUploadResult:
 	key = layout.object_key(prefix, site, backup_id, artifact.file_name)
 	started = time.monotonic()
 	try:
 		upload = backend.upload_file(
-			os.path.join(local_dir, artifact.file_name),
+			path,
 			key,
 			size=artifact.size,
 			sha256=artifact.sha256,

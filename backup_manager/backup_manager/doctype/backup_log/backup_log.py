@@ -38,6 +38,8 @@ class BackupLog(Document):
 		artifacts: DF.Table[BackupLogArtifact]
 		backup_dir: DF.SmallText | None
 		backup_id: DF.Data | None
+		compression_level: DF.Int
+		compressor: DF.Data | None
 		duration: DF.Duration | None
 		encrypted: DF.Check
 		error_class: DF.Data | None

@@ -37,6 +37,7 @@ class BackupPolicy(Document):
 		backup_before_migrate: DF.Check
 		backup_time: DF.Time | None
 		compress_files: DF.Check
+		compression: DF.Literal["Fast", "Balanced", "Small"]
 		cron_expression: DF.Data | None
 		destinations: DF.Table[BackupPolicyDestination]
 		enabled: DF.Check

@@ -1,0 +1,127 @@
+import gzip
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from backup_manager.core import compression
+from backup_manager.core.compression import (
+	BALANCED,
+	FAST,
+	GZIP,
+	PIGZ,
+	SMALL,
+	Compressor,
+	choose_compressor,
+	compression_level,
+	compressor_as_gzip,
+	find_compressor,
+	which_real,
+)
+from backup_manager.core.errors import InvalidPolicy
+
+# Text shaped like a dump: repetitive enough that the level changes the size.
+SAMPLE = b"".join(
+	b"INSERT INTO `tabToDo` VALUES ('TD-%06d','2026-12-03 03:00:00','Administrator','Open','Call %d');\n"
+	% (index, index * 7919 % 1000)
+	for index in range(60_000)
+)
+
+
+class TestLevels(unittest.TestCase):
+	def test_each_setting_has_its_level_and_empty_means_the_default(self):
+		self.assertEqual(compression_level(FAST), 1)
+		self.assertEqual(compression_level(BALANCED), 3)
+		self.assertEqual(compression_level(SMALL), 9)
+		self.assertEqual(compression_level(""), compression_level(compression.DEFAULT_SETTING))
+		self.assertEqual(compression_level(None), 3)
+
+	def test_unknown_setting_names_the_field_and_the_choices(self):
+		with self.assertRaises(InvalidPolicy) as raised:
+			compression_level("Turbo")
+		self.assertEqual(raised.exception.field, "compression")
+		self.assertIn("Fast, Balanced, Small", str(raised.exception))
+
+	def test_pigz_on_every_core_when_installed_gzip_otherwise(self):
+		pigz = choose_compressor(FAST, pigz_path="/usr/bin/pigz", gzip_path="/bin/gzip", cpu_count=8)
+		self.assertEqual(pigz, Compressor(PIGZ, "/usr/bin/pigz", 1, threads=8))
+		self.assertEqual(pigz.argv(), ["/usr/bin/pigz", "-1", "-p", "8"])
+		plain = choose_compressor(SMALL, pigz_path=None, gzip_path="/bin/gzip", cpu_count=8)
+		self.assertEqual(plain.argv(), ["/bin/gzip", "-9"])
+		self.assertEqual(plain.threads, 1)
+		with self.assertRaises(FileNotFoundError):
+			choose_compressor(FAST, pigz_path=None, gzip_path=None, cpu_count=2)
+
+	def test_description_names_program_version_and_threads(self):
+		self.assertEqual(Compressor(PIGZ, "/p", 3, 2, "2.6").describe(), "pigz 2.6, 2 threads")
+		self.assertEqual(Compressor(PIGZ, "/p", 3, 1, "2.6").describe(), "pigz 2.6, 1 thread")
+		self.assertEqual(Compressor(GZIP, "/g", 3, 1, "1.12").describe(), "gzip 1.12")
+
+
+@unittest.skipUnless(shutil.which("gzip"), "needs gzip")
+class TestGzipSwap(unittest.TestCase):
+	def setUp(self):
+		self.dir = tempfile.mkdtemp()
+		self.addCleanup(shutil.rmtree, self.dir)
+		self.path_before = os.environ.get("PATH")
+
+	def compress_with_gzip_on_path(self) -> bytes:
+		"""What Frappe does: a shell pipeline calling plain `gzip`."""
+		source = os.path.join(self.dir, "dump.sql")
+		with open(source, "wb") as handle:
+			handle.write(SAMPLE)
+		result = subprocess.run(
+			["bash", "-c", 'set -o pipefail; cat "$1" | gzip', "bash", source], capture_output=True, check=True
+		)
+		return result.stdout
+
+	def test_wrapper_is_what_which_finds_only_inside_the_block_and_path_is_restored(self):
+		compressor = find_compressor(FAST)
+		with compressor_as_gzip(compressor) as wrapper:
+			self.assertEqual(shutil.which("gzip"), wrapper)
+			folder = os.path.dirname(wrapper)
+			self.assertEqual(os.stat(folder).st_mode & 0o777, 0o700)
+			self.assertEqual(os.stat(wrapper).st_mode & 0o777, 0o700)
+			# A lookup for the real program skips the wrapper, so a wrapper never runs itself.
+			self.assertNotEqual(which_real("gzip"), wrapper)
+		self.assertEqual(os.environ.get("PATH"), self.path_before)
+		self.assertFalse(os.path.exists(folder))
+		self.assertNotEqual(shutil.which("gzip"), wrapper)
+
+	def test_the_chosen_level_is_applied_and_the_output_is_standard_gzip(self):
+		sizes = {}
+		for setting in (FAST, SMALL):
+			with compressor_as_gzip(find_compressor(setting)):
+				output = self.compress_with_gzip_on_path()
+			self.assertEqual(gzip.decompress(output), SAMPLE)
+			sizes[setting] = len(output)
+		plain = self.compress_with_gzip_on_path()
+		self.assertEqual(gzip.decompress(plain), SAMPLE)
+		# Level 1 output is larger than level 9: the level reached the compressor.
+		self.assertGreater(sizes[FAST], sizes[SMALL])
+		self.assertEqual(os.environ.get("PATH"), self.path_before)
+
+	@unittest.skipUnless(shutil.which("pigz"), "needs pigz")
+	def test_pigz_runs_with_the_level_and_threads_in_place_of_gzip(self):
+		compressor = find_compressor(BALANCED)
+		self.assertEqual(compressor.program, PIGZ)
+		self.assertTrue(compressor.version)
+		with compressor_as_gzip(compressor) as wrapper:
+			with open(wrapper) as handle:
+				script = handle.read()
+			swapped = self.compress_with_gzip_on_path()
+		self.assertIn(f"exec {compressor.path} -3 -p {compressor.threads} \"$@\"", script)
+		direct = subprocess.run(compressor.argv(), input=SAMPLE, capture_output=True, check=True).stdout
+		self.assertEqual(swapped, direct)
+
+	def test_a_path_change_made_meanwhile_is_kept(self):
+		with compressor_as_gzip(find_compressor(FAST)) as wrapper:
+			os.environ["PATH"] = os.environ["PATH"] + os.pathsep + "/opt/extra-bin"
+		self.addCleanup(os.environ.__setitem__, "PATH", self.path_before)
+		self.assertEqual(os.environ["PATH"], self.path_before + os.pathsep + "/opt/extra-bin")
+		self.assertNotIn(os.path.dirname(wrapper), os.environ["PATH"])
+
+
+if __name__ == "__main__":
+	unittest.main()
