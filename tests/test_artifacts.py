@@ -52,6 +52,16 @@ class TestChecksums(TempDirTestCase):
 		with self.assertRaises(ArtifactError):
 			checksums.verify_size_and_sha256(os.path.join(self.dir, "missing"), 5, digest)
 
+	def test_gzip_check_feeds_every_decompressed_byte_to_its_consumers(self):
+		first, second = b"-- header\n", os.urandom(3 * checksums.CHUNK_SIZE).hex().encode()
+		payload = gzip.compress(first) + gzip.compress(second)
+		path = self.write("two-members.sql.gz", payload)
+		seen = []
+		digest = checksums.sha256_gzip_file(path, consumers=[seen.append])
+		self.assertEqual(digest, hashlib.sha256(payload).hexdigest())
+		self.assertEqual(b"".join(seen), first + second)
+		self.assertLessEqual(max(len(chunk) for chunk in seen), checksums.CHUNK_SIZE)
+
 	def test_truncated_gzip_is_detected(self):
 		payload = gzip.compress(os.urandom(200_000))
 		whole = self.write("db.sql.gz", payload)

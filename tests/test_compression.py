@@ -72,7 +72,9 @@ class TestGzipSwap(unittest.TestCase):
 		with open(source, "wb") as handle:
 			handle.write(SAMPLE)
 		result = subprocess.run(
-			["bash", "-c", 'set -o pipefail; cat "$1" | gzip', "bash", source], capture_output=True, check=True
+			["bash", "-c", 'set -o pipefail; cat "$1" | gzip', "bash", source],
+			capture_output=True,
+			check=True,
 		)
 		return result.stdout
 
@@ -111,7 +113,7 @@ class TestGzipSwap(unittest.TestCase):
 			with open(wrapper) as handle:
 				script = handle.read()
 			swapped = self.compress_with_gzip_on_path()
-		self.assertIn(f"exec {compressor.path} -3 -p {compressor.threads} \"$@\"", script)
+		self.assertIn(f'exec {compressor.path} -3 -p {compressor.threads} "$@"', script)
 		direct = subprocess.run(compressor.argv(), input=SAMPLE, capture_output=True, check=True).stdout
 		self.assertEqual(swapped, direct)
 

@@ -35,6 +35,7 @@ from backup_manager.core.offsite import (
 	SKIPPED,
 	UPLOADED,
 	WOULD_DELETE,
+	BackupUpload,
 	apply_offsite_retention,
 	download_backup,
 	list_remote_backups,
@@ -187,6 +188,51 @@ class TestUploadBackup(OffsiteTestCase):
 			self.assertIn("Secret Access Key does not match", result.error)
 			self.assertNotIn(wrong_secret, result.error)
 		self.assertEqual(self.keys(), [])
+
+
+class TestBackupUploadAsArtifactsFinish(OffsiteTestCase):
+	def test_an_artifact_added_early_uploads_from_its_first_folder_and_the_manifest_waits_for_all(self):
+		recording = RecordingBackend(self.backend)
+		backup_id = backup_id_for(NOW, 4)
+		partial = os.path.join(self.directory, "four.partial")
+		manifest = make_backup(partial, backup_id)
+		upload = BackupUpload(recording, prefix=self.prefix, site=SITE, backup_id=backup_id, max_workers=2)
+		database = manifest.artifacts[0]
+		upload.add(database, os.path.join(partial, database.file_name))
+		upload.wait()
+		self.assertEqual(self.keys(), [layout.object_key(self.prefix, SITE, backup_id, database.file_name)])
+		# The folder is renamed once the early upload no longer reads from it; the rest comes from there.
+		final = os.path.join(self.directory, "four")
+		os.rename(partial, final)
+		results = upload.finish(manifest, final)
+
+		self.assertEqual({result.status for result in results}, {UPLOADED}, results)
+		self.assertEqual(results[-1].kind, MANIFEST_KIND)
+		uploaded = recording.called("upload_file")
+		self.assertEqual(len(uploaded), 4, "the early artifact is not uploaded twice")
+		self.assertEqual(uploaded[0], os.path.join(partial, database.file_name))
+		writes = [name for name, _argument in recording.calls if name in ("upload_file", "upload_bytes")]
+		self.assertEqual(writes[-1], "upload_bytes")
+		[remote] = list_remote_backups(self.backend, prefix=self.prefix, site=SITE)
+		self.assertTrue(remote.complete)
+
+	def test_cancel_after_a_failed_backup_deletes_what_was_uploaded(self):
+		backup_id = backup_id_for(NOW, 5)
+		local = os.path.join(self.directory, "five")
+		manifest = make_backup(local, backup_id)
+		upload = BackupUpload(self.backend, prefix=self.prefix, site=SITE, backup_id=backup_id)
+		upload.add(manifest.artifacts[0], os.path.join(local, manifest.artifacts[0].file_name))
+		upload.cancel()
+		self.assertEqual(self.keys(), [])
+
+	def test_a_destination_that_cannot_start_reports_every_artifact_failed(self):
+		backup_id = backup_id_for(NOW, 6)
+		manifest = make_backup(os.path.join(self.directory, "six"), backup_id)
+		upload = BackupUpload(None, prefix=self.prefix, site=SITE, backup_id=backup_id, error="bad keys")
+		upload.add(manifest.artifacts[0], "/nonexistent")
+		results = upload.finish(manifest, "/nonexistent")
+		self.assertEqual([result.status for result in results], [FAILED] * 4)
+		self.assertEqual({result.error for result in results}, {"bad keys"})
 
 
 class TestListRemoteBackups(OffsiteTestCase):
