@@ -84,6 +84,44 @@ def run_bench(bench_path: str, *args: str, env: dict | None = None) -> subproces
 	return run_command(["bench", *args], cwd=bench_path, env=env, label="bench " + " ".join(args))
 
 
+def run_bench_with_peak_rss(bench_path: str, *args: str, env: dict | None = None) -> tuple[str, float]:
+	"""Run a bench command; return its stdout and its peak RSS in MiB (the largest of its processes)."""
+	with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+		process = subprocess.Popen(
+			["bench", *args],
+			cwd=bench_path,
+			stdout=stdout,
+			stderr=stderr,
+			stdin=subprocess.DEVNULL,
+			env={**os.environ, **(env or {})},
+		)
+		# wait4 gives this child's own rusage (ru_maxrss in KiB: the largest of it and its waited children).
+		_pid, status, usage = os.wait4(process.pid, 0)
+		process.returncode = os.waitstatus_to_exitcode(status)
+		stdout.seek(0)
+		stderr.seek(0)
+		out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
+	if process.returncode != 0:
+		raise StepFailed(
+			f"bench {' '.join(args)} failed with exit code {process.returncode}:\n"
+			f"{out[-OUTPUT_TAIL_CHARACTERS:]}\n{err[-OUTPUT_TAIL_CHARACTERS:]}"
+		)
+	return out, usage.ru_maxrss / 1024
+
+
+def compressor_versions() -> str:
+	"""The versions of pigz and gzip on this machine, e.g. "pigz 2.6, gzip 1.12"."""
+	versions = []
+	for program in ("pigz", "gzip"):
+		path = shutil.which(program)
+		if not path:
+			versions.append(f"{program}: not installed")
+			continue
+		result = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+		versions.append(((result.stdout or result.stderr).strip().splitlines() or [program])[0])
+	return ", ".join(versions)
+
+
 def measure(label: str, function, *args, **kwargs) -> Measurement:
 	"""Call function (which runs subprocesses) and measure it; its return value becomes .output."""
 	load_average = os.getloadavg()[0]
@@ -170,6 +208,7 @@ def ensure_site(bench_path: str, site: str) -> None:
 
 POLICY_VALUES = {
 	"enabled": 0,
+	"compression": "Balanced",
 	"with_files": 1,
 	"compress_files": 0,
 	"backup_before_migrate": 0,
@@ -226,6 +265,7 @@ def ensure_policy(
 	name: str = POLICY,
 	destination: str = "",
 	destination_env: dict[str, str] | None = None,
+	values: dict | None = None,
 ) -> None:
 	"""A policy with files and keep_last 1 (repeated runs do not fill the disk), and no destination
 	unless one is given (a run killed while it had one attached leaves nothing behind).
@@ -241,7 +281,7 @@ def ensure_policy(
 			POLICY_SNIPPET,
 			site,
 			name,
-			json.dumps(POLICY_VALUES),
+			json.dumps({**POLICY_VALUES, **(values or {})}),
 			destination,
 		],
 		cwd=os.path.join(bench_path, "sites"),
@@ -420,13 +460,21 @@ def get_gzip_uncompressed_size(path: str) -> int:
 
 def run_policy(bench_path: str, site: str, policy: str = POLICY) -> tuple[str, str]:
 	"""`backup-manager run --policy`; return the Backup Log name and the backup folder."""
-	output = run_bench(bench_path, "--site", site, "backup-manager", "run", "--policy", policy).stdout
+	log, folder, _peak = run_policy_with_peak_rss(bench_path, site, policy)
+	return log, folder
+
+
+def run_policy_with_peak_rss(bench_path: str, site: str, policy: str = POLICY) -> tuple[str, str, float]:
+	"""`backup-manager run --policy`; return the Backup Log name, the backup folder and the peak RSS in MiB."""
+	output, peak = run_bench_with_peak_rss(
+		bench_path, "--site", site, "backup-manager", "run", "--policy", policy
+	)
 	fields = output.strip().splitlines()[-1].split("\t")
 	if len(fields) < 4 or fields[1] != "Success":
 		raise StepFailed(
 			f"backup-manager run printed an unexpected last line: {output[-OUTPUT_TAIL_CHARACTERS:]}"
 		)
-	return fields[0], fields[3]
+	return fields[0], fields[3], peak
 
 
 def get_backup_log(bench_path: str, site: str, log: str) -> dict:

@@ -3,16 +3,24 @@
 Fills the site (default bm-bench.localhost, created with Backup Manager when missing) with
 a table of random text and random files, then times, in alternating order for --rounds rounds:
 
-  plain  bench --site S backup --with-files
-  app    bench --site S backup-manager run --policy Benchmark   (with files, no destinations)
+  plain  bench --site S backup --with-files                       (Frappe's gzip, one core)
+  app    bench --site S backup-manager run --policy Benchmark      (with files, one run per
+         --compression setting, e.g. Fast,Balanced)
 
-and prints the medians, the ratio app/plain and the overhead (target <= +5%) and the artifact
-sizes. Then it shows where the app's extra time goes: _phase_profile.py runs both in one
-process (--profile-rounds, no CLI start-up) with every phase timed, and the app's per-artifact
-pass (gzip/tar check + sha256) is timed alone on each artifact of the last backup.
-Exits non-zero only when a step fails, never for missing the target.
+and prints the medians, the ratio app/plain per setting (goal: <= 0.6 with Balanced, the default,
+<= 0.5 with Fast), the peak RSS of each app run (goal: <= 200 MiB), seconds per GiB of site data
+and the artifact sizes, with the pigz and gzip versions. Then it shows where the time goes:
+_phase_profile.py runs both in one process (--profile-rounds, no CLI start-up) with every phase
+timed.
 
-	~/frappe-bench/env/bin/python benchmarks/backup_benchmark.py                 # 200 MB db, 500 MB files
+--offsite (P3): the policy gets an S3 destination (BM_TEST_S3_ENDPOINT and keys in the
+environment, e.g. a SeaweedFS from tests/seaweed.py) and uploads each artifact while the next is
+written; the plain side is `bench backup --with-files` then a boto3 upload_file loop of its four
+files (goal: app/plain <= 0.75).
+Exits non-zero only when a step fails, never for missing a goal.
+
+	~/frappe-bench/env/bin/python benchmarks/backup_benchmark.py --compression Fast,Balanced
+	~/frappe-bench/env/bin/python benchmarks/backup_benchmark.py --offsite
 	~/frappe-bench/env/bin/python benchmarks/backup_benchmark.py --size-db-mb 20 --size-files-mb 40 --rounds 1
 
 Other work on the machine (2 cores) shows up as noise: the per-round lines give the load
@@ -31,8 +39,10 @@ from _bench_site import (
 	DEFAULT_SITE,
 	POLICY,
 	Measurement,
+	MiB,
 	StepFailed,
 	benchmark_lock,
+	compressor_versions,
 	ensure_policy,
 	ensure_site,
 	fail,
@@ -41,20 +51,23 @@ from _bench_site import (
 	format_mib,
 	format_overhead,
 	get_backup_log,
+	get_children_cpu_seconds,
 	get_database_sizes,
-	get_gzip_uncompressed_size,
 	get_site_path,
-	measure,
 	median,
 	remove_app_backups,
 	remove_generated_data,
 	run_bench,
 	run_command,
-	run_policy,
+	run_policy_with_peak_rss,
 	settle_disk,
 )
 
-TARGET_OVERHEAD_PERCENT = 5.0
+# Goals of issue 9: app/plain wall time per compression setting, and with an offsite upload.
+GOALS = {"Balanced": 0.6, "Fast": 0.5}
+OFFSITE_GOAL = 0.75
+PEAK_RSS_GOAL_MIB = 200
+DESTINATION = "Benchmark S3"
 ARTIFACT_KINDS = ("database", "public_files", "private_files", "site_config")
 
 
@@ -90,28 +103,64 @@ def take_plain_backup(bench_path: str, site: str) -> str:
 	return get_plain_backup_dir(bench_path, site)
 
 
-def take_app_backup(bench_path: str, site: str) -> str:
-	log, folder = run_policy(bench_path, site)
-	return f"{log}\t{folder}"
+def take_app_backup(bench_path: str, site: str, setting: str, offsite: dict | None) -> dict:
+	values = {"compression": setting}
+	if offsite:
+		ensure_policy(
+			bench_path, site, destination=DESTINATION, destination_env=offsite["env"], values=values
+		)
+	else:
+		ensure_policy(bench_path, site, values=values)
+	settle_disk()
+	started = time.perf_counter()
+	log, folder, peak = run_policy_with_peak_rss(bench_path, site)
+	return {"seconds": time.perf_counter() - started, "log": log, "folder": folder, "peak": peak}
 
 
-def time_artifact_checks(folder: str) -> list[tuple[str, float]]:
-	"""Time the app's per-artifact pass (checks + sha256) on each artifact alone, one thread."""
-	from backup_manager.core import checksums
+def upload_plain_backup(folder: str, offsite: dict) -> None:
+	"""What an operator (or Frappe's S3 backup) does after `bench backup`: upload_file per file."""
+	import boto3
 
-	try:
-		from backup_manager.local_backup import inspect_artifact
-	except ImportError:
-		inspect_artifact = None
-	timings = []
-	for kind, path in sorted(classify_artifacts(folder).items()):
-		started = time.perf_counter()
-		if inspect_artifact:
-			inspect_artifact(kind, path, None)
-		else:
-			checksums.sha256_file(path)
-		timings.append((f"{kind} ({format_mib(os.path.getsize(path))})", time.perf_counter() - started))
-	return timings
+	client = boto3.session.Session().client(
+		"s3",
+		endpoint_url=offsite["endpoint"],
+		region_name="us-east-1",
+		aws_access_key_id=offsite["access_key"],
+		aws_secret_access_key=offsite["secret_key"],
+	)
+	for path in sorted(classify_artifacts(folder).values()):
+		client.upload_file(path, offsite["bucket"], f"bm-bench-plain/{os.path.basename(path)}")
+
+
+def prepare_offsite() -> dict:
+	import boto3
+
+	endpoint = os.environ.get("BM_TEST_S3_ENDPOINT")
+	if not endpoint:
+		raise StepFailed(
+			"--offsite needs BM_TEST_S3_ENDPOINT, BM_TEST_S3_ACCESS_KEY and BM_TEST_S3_SECRET_KEY "
+			"(start one with: python tests/seaweed.py start --dir /tmp/s3 --env-file /tmp/s3.env)"
+		)
+	offsite = {
+		"endpoint": endpoint,
+		"access_key": os.environ["BM_TEST_S3_ACCESS_KEY"],
+		"secret_key": os.environ["BM_TEST_S3_SECRET_KEY"],
+		"bucket": f"bm-bench-{int(time.time())}",
+	}
+	boto3.session.Session().client(
+		"s3",
+		endpoint_url=endpoint,
+		region_name="us-east-1",
+		aws_access_key_id=offsite["access_key"],
+		aws_secret_access_key=offsite["secret_key"],
+	).create_bucket(Bucket=offsite["bucket"])
+	offsite["env"] = {
+		"BM_BENCH_S3_ENDPOINT": endpoint,
+		"BM_BENCH_S3_BUCKET": offsite["bucket"],
+		"BM_BENCH_S3_ACCESS_KEY": offsite["access_key"],
+		"BM_BENCH_S3_SECRET_KEY": offsite["secret_key"],
+	}
+	return offsite
 
 
 def profile_phases(bench_path: str, site: str, rounds: int) -> list[dict]:
@@ -157,11 +206,14 @@ def print_phases(records: list[dict]) -> None:
 
 
 def print_rounds(measurements: list[Measurement]) -> None:
-	print(f"\n{'round':>5}  {'side':5}  {'wall s':>8}  {'child CPU s':>11}  {'load 1m':>7}")
-	for index, measurement in enumerate(measurements):
+	print(
+		f"\n{'round':>5}  {'side':18}  {'wall s':>8}  {'child CPU s':>11}  {'load 1m':>7}  {'peak RSS MiB':>12}"
+	)
+	for measurement in measurements:
+		peak = measurement.steps.get("peak", 0.0)
 		print(
-			f"{index // 2 + 1:>5}  {measurement.label:5}  {measurement.seconds:8.1f}  "
-			f"{measurement.cpu_seconds:11.1f}  {measurement.load_average:7.2f}"
+			f"{measurement.steps.get('round', 0):>5.0f}  {measurement.label:18}  {measurement.seconds:8.1f}  "
+			f"{measurement.cpu_seconds:11.1f}  {measurement.load_average:7.2f}  {peak:12.1f}"
 		)
 
 
@@ -180,12 +232,20 @@ def main() -> None:
 		"--size-files-mb", type=int, default=500, help="MiB of files to generate (default: %(default)s)"
 	)
 	parser.add_argument(
-		"--rounds", type=int, default=3, help="CLI rounds of plain + app, alternating (default: %(default)s)"
+		"--rounds", type=int, default=3, help="rounds of plain + app, alternating (default: %(default)s)"
+	)
+	parser.add_argument(
+		"--compression",
+		default="Balanced",
+		help="the policy's Compression for the app side; a comma list runs each (default: %(default)s)",
+	)
+	parser.add_argument(
+		"--offsite", action="store_true", help="P3: with an S3 destination, against backup then upload"
 	)
 	parser.add_argument(
 		"--profile-rounds",
 		type=int,
-		default=2,
+		default=1,
 		help="in-process rounds for the phase breakdown; 0 skips it (default: %(default)s)",
 	)
 	parser.add_argument("--keep", action="store_true", help="keep the generated rows, files and last backups")
@@ -200,9 +260,53 @@ def main() -> None:
 		fail(str(exc))
 
 
+def take_plain(bench_path: str, site: str, offsite: dict | None) -> dict:
+	clear_plain_backups(bench_path, site)
+	settle_disk()
+	started = time.perf_counter()
+	folder = take_plain_backup(bench_path, site)
+	backup_seconds = time.perf_counter() - started
+	if offsite:
+		upload_plain_backup(folder, offsite)
+	return {"seconds": time.perf_counter() - started, "backup": backup_seconds}
+
+
+def run_rounds(arguments, bench_path: str, site: str, settings: list[str], offsite: dict | None):
+	measurements: list[Measurement] = []
+	last_app: dict[str, dict] = {}
+	for round_number in range(1, arguments.rounds + 1):
+		# Rotate the order so that no side always runs with the warmer caches.
+		sides = ["plain", *settings]
+		shift = (round_number - 1) % len(sides)
+		sides = sides[shift:] + sides[:shift]
+		for side in sides:
+			load_average = os.getloadavg()[0]
+			cpu_before = get_children_cpu_seconds()
+			if side == "plain":
+				result = take_plain(bench_path, site, offsite)
+				label = "plain" + (" + upload" if offsite else "")
+			else:
+				result = take_app_backup(bench_path, site, side, offsite)
+				last_app[side] = result
+				label = f"app {side}"
+			measurement = Measurement(
+				label, result["seconds"], get_children_cpu_seconds() - cpu_before, load_average
+			)
+			measurement.steps = {"round": round_number, "peak": result.get("peak", 0.0)}
+			measurements.append(measurement)
+			print(
+				f"round {round_number}: {label:18} {measurement.seconds:7.1f} s wall, "
+				f"{measurement.cpu_seconds:6.1f} s child CPU, load {load_average:.2f}"
+				+ (f", peak RSS {result['peak']:.0f} MiB" if "peak" in result else ""),
+				flush=True,
+			)
+	return measurements, last_app
+
+
 def run_benchmark(arguments: argparse.Namespace, bench_path: str, site: str) -> None:
 	started = time.perf_counter()
-	measurements: list[Measurement] = []
+	settings = [setting.strip() for setting in arguments.compression.split(",") if setting.strip()]
+	offsite = prepare_offsite() if arguments.offsite else None
 	try:
 		ensure_site(bench_path, site)
 		ensure_policy(bench_path, site)
@@ -216,84 +320,67 @@ def run_benchmark(arguments: argparse.Namespace, bench_path: str, site: str) -> 
 			f"Set-up took {time.perf_counter() - started:.0f} s.",
 			flush=True,
 		)
+		print(f"Compressors: {compressor_versions()}; {os.cpu_count()} CPUs", flush=True)
+		measurements, last_app = run_rounds(arguments, bench_path, site, settings, offsite)
 
-		app_value = ""
-		for round_number in range(1, arguments.rounds + 1):
-			# Alternate the order so that neither side always runs with the warmer caches.
-			sides = ["plain", "app"] if round_number % 2 else ["app", "plain"]
-			for side in sides:
-				if side == "plain":
-					clear_plain_backups(bench_path, site)
-				settle_disk()
-				if side == "plain":
-					measurement = measure("plain", take_plain_backup, bench_path, site)
-				else:
-					measurement = measure("app", take_app_backup, bench_path, site)
-					app_value = measurement.output
-				measurements.append(measurement)
-				print(
-					f"round {round_number}: {side:5} {measurement.seconds:7.1f} s wall, "
-					f"{measurement.cpu_seconds:6.1f} s child CPU, load {measurement.load_average:.2f}",
-					flush=True,
-				)
-
-		app_log, app_dir = app_value.split("\t")
-		log = get_backup_log(bench_path, site, app_log)
 		plain_dir = get_plain_backup_dir(bench_path, site)
-		plain_sizes = {kind: os.path.getsize(path) for kind, path in classify_artifacts(plain_dir).items()}
-		plain_dump = classify_artifacts(plain_dir).get("database")
-		plain_uncompressed = get_gzip_uncompressed_size(plain_dump) if plain_dump else 0
-		app_artifacts = classify_artifacts(app_dir)
-		app_sizes = {kind: os.path.getsize(path) for kind, path in app_artifacts.items()}
-		app_uncompressed = (
-			get_gzip_uncompressed_size(app_artifacts["database"]) if "database" in app_artifacts else 0
-		)
-		checks = time_artifact_checks(app_dir)
+		plain_artifacts = classify_artifacts(plain_dir)
+		plain_sizes = {kind: os.path.getsize(path) for kind, path in plain_artifacts.items()}
+		app_sizes = {
+			setting: {kind: os.path.getsize(path) for kind, path in classify_artifacts(run["folder"]).items()}
+			for setting, run in last_app.items()
+		}
+		logs = {setting: get_backup_log(bench_path, site, run["log"]) for setting, run in last_app.items()}
 		phases = (
 			profile_phases(bench_path, site, arguments.profile_rounds) if arguments.profile_rounds > 0 else []
 		)
 	finally:
+		ensure_policy(bench_path, site)  # no destination left behind, default compression
 		if not arguments.keep:
 			clear_plain_backups(bench_path, site)
 
-	plain_runs = [m for m in measurements if m.label == "plain"]
-	app_runs = [m for m in measurements if m.label == "app"]
-	plain, app = median([m.seconds for m in plain_runs]), median([m.seconds for m in app_runs])
-	plain_cpu, app_cpu = (
-		median([m.cpu_seconds for m in plain_runs]),
-		median([m.cpu_seconds for m in app_runs]),
-	)
-
 	print_rounds(measurements)
-	print(f"\nArtifacts (last round){'':18}{'plain':>14}{'app':>14}")
+	print(f"\nArtifacts (last round){'':18}{'plain':>14}" + "".join(f"{'app ' + s:>16}" for s in settings))
 	for kind in ARTIFACT_KINDS:
 		print(
-			f"  {kind:38}{format_mib(plain_sizes.get(kind, 0)):>14}{format_mib(app_sizes.get(kind, 0)):>14}"
+			f"  {kind:38}{format_mib(plain_sizes.get(kind, 0)):>14}"
+			+ "".join(f"{format_mib(app_sizes[s].get(kind, 0)):>16}" for s in settings)
 		)
-	print(
-		f"  {'database dump uncompressed':38}{format_mib(plain_uncompressed):>14}{format_mib(app_uncompressed):>14}"
-	)
-	print(
-		f"  {'total':38}{format_mib(sum(plain_sizes.values())):>14}{format_mib(sum(app_sizes.values())):>14}"
-	)
+	for setting in settings:
+		print(
+			f"  app {setting}: compressor {logs[setting].get('compressor')} level {logs[setting].get('compression_level')}"
+		)
 
-	print(f"\n{'':40}{'median wall s':>14}{'median CPU s':>14}")
-	print(f"  {'bench backup --with-files':38}{plain:14.1f}{plain_cpu:14.1f}")
-	print(f"  {'backup-manager run --policy':38}{app:14.1f}{app_cpu:14.1f}")
-	print(f"  (last app run's Backup Log duration, in-process: {log.get('duration') or 0:.1f} s)")
-	overhead = (app / plain - 1) * 100
-	verdict = "within" if overhead <= TARGET_OVERHEAD_PERCENT else "ABOVE"
-	print(f"\nWall: {format_overhead(app, plain)} -> {verdict} the target of +{TARGET_OVERHEAD_PERCENT:.0f}%")
-	print(f"CPU:  {format_overhead(app_cpu, plain_cpu)}")
+	data_gib = (sizes["text"] + files["bytes"]) / (1024 * MiB)
+	plain_runs = [m for m in measurements if m.label.startswith("plain")]
+	plain = median([m.seconds for m in plain_runs])
+	plain_cpu = median([m.cpu_seconds for m in plain_runs])
+	plain_label = "bench backup --with-files" + (" + boto3 upload" if offsite else "")
+	print(f"\nSite data: {data_gib:.2f} GiB (table text + files)")
+	print(f"{'':40}{'median wall s':>14}{'median CPU s':>14}{'s per GiB':>11}{'peak RSS MiB':>14}")
+	print(f"  {plain_label:38}{plain:14.1f}{plain_cpu:14.1f}{plain / data_gib:11.1f}")
+	for setting in settings:
+		runs = [m for m in measurements if m.label == f"app {setting}"]
+		app, app_cpu = median([m.seconds for m in runs]), median([m.cpu_seconds for m in runs])
+		peak = max(m.steps["peak"] for m in runs)
+		print(
+			f"  {'backup-manager run, ' + setting:38}{app:14.1f}{app_cpu:14.1f}{app / data_gib:11.1f}{peak:14.0f}"
+		)
+	print()
+	for setting in settings:
+		runs = [m for m in measurements if m.label == f"app {setting}"]
+		app = median([m.seconds for m in runs])
+		goal = OFFSITE_GOAL if offsite else GOALS.get(setting)
+		verdict = "" if goal is None else f" (goal <= {goal}: {'met' if app / plain <= goal else 'NOT met'})"
+		print(f"P{'3' if offsite else '1'} {setting}: app/plain = {app / plain:.3f}{verdict}")
+	peak = max(m.steps["peak"] for m in measurements if m.label.startswith("app"))
+	print(
+		f"Peak RSS of a run: {peak:.0f} MiB (goal <= {PEAK_RSS_GOAL_MIB}: "
+		f"{'met' if peak <= PEAK_RSS_GOAL_MIB else 'NOT met'})"
+	)
 
 	if phases:
 		print_phases(phases)
-	print(
-		"\nThe app's per-artifact pass (check + sha256) on each artifact alone, one thread, files in page cache:"
-	)
-	for label, seconds in checks:
-		print(f"  {label:58}{seconds:8.2f}")
-	print(f"  {'sum (the app runs two at a time)':58}{sum(seconds for _label, seconds in checks):8.2f}")
 
 	if not arguments.keep:
 		remove_app_backups(bench_path, site)
