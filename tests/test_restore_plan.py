@@ -127,6 +127,11 @@ def commands_of(plan, key: str) -> list[str]:
 	return next(step.commands for step in plan.steps if step.key == key)
 
 
+def first_line(plan, key: str, index: int = 0) -> str:
+	"""The first line of a command: for a program fed on a heredoc, its argv."""
+	return commands_of(plan, key)[index].split("\n", 1)[0]
+
+
 def all_commands(plan) -> str:
 	return "\n".join(command for step in plan.steps for command in step.commands)
 
@@ -255,39 +260,42 @@ class TestStepLists(unittest.TestCase):
 				f"bench --site {SITE} restore {LOCAL_DIR}/{FILE_PREFIX}-database.sql.gz ${{ALLOW_DOWNGRADE:+--force}} </dev/null"
 			],
 		)
-		self.assertEqual(
-			commands_of(plan, "maintenance_on"), [f"bench --site {SITE} set-maintenance-mode on"]
-		)
+		# Maintenance mode is written by a program, not by starting bench.
+		self.assertEqual(first_line(plan, "maintenance_on"), f"./env/bin/python - {SITE} 1 <<'PY'")
 		self.assertEqual(
 			commands_of(plan, "migrate"),
 			[f"BACKUP_MANAGER_SKIP_MIGRATE_BACKUP=1 bench --site {SITE} migrate"],
 		)
-		self.assertEqual(
-			commands_of(plan, "maintenance_off"), [f"bench --site {SITE} set-maintenance-mode off"]
-		)
+		self.assertEqual(first_line(plan, "maintenance_off"), f"./env/bin/python - {SITE} 0 <<'PY'")
+		self.assertIn('config["maintenance_mode"] = state', commands_of(plan, "maintenance_off")[0])
 		self.assertEqual(commands_of(plan, "bench")[0], f"cd {BENCH}")
+		# Local files are hashed once, by hashlib, against the manifest's sha256.
 		self.assertEqual(
-			commands_of(plan, "verify"),
-			[
-				f"(cd {LOCAL_DIR} && sha256sum -c --strict) <<'SHA256SUMS'\n"
-				f"{digest('a')}  {FILE_PREFIX}-database.sql.gz\n"
-				f"{digest('d')}  {FILE_PREFIX}-site_config_backup.json\n"
-				"SHA256SUMS"
-			],
+			first_line(plan, "verify"),
+			f"./env/bin/python - {LOCAL_DIR} hash {FILE_PREFIX}-database.sql.gz {digest('a')} "
+			f"{FILE_PREFIX}-site_config_backup.json {digest('d')} <<'PY'",
 		)
+		self.assertNotIn("sha256sum", all_commands(plan))
 		self.assertNotIn("scheduler", all_commands(plan))
 		self.assertEqual([env_var.name for env_var in plan.env_vars], ["DB_ROOT_PASSWORD", "ALLOW_DOWNGRADE"])
 
 	def test_same_site_with_files(self):
 		plan = build_restore_plan(make_manifest(), make_options())
+		# bench restore gets the dump only; plain tar unpacks the archives in the next steps.
 		self.assertEqual(
 			commands_of(plan, "restore"),
 			[
 				f"bench --site {SITE} restore {LOCAL_DIR}/{FILE_PREFIX}-database.sql.gz "
-				f"--with-public-files {LOCAL_DIR}/{FILE_PREFIX}-files.tar "
-				f"--with-private-files {LOCAL_DIR}/{FILE_PREFIX}-private-files.tar "
 				"${ALLOW_DOWNGRADE:+--force} </dev/null"
 			],
+		)
+		self.assertEqual(
+			step_keys(plan)[5:9], ["restore", "restore_common_config", "restore_files", "site_keys"]
+		)
+		self.assertEqual(
+			first_line(plan, "restore_files"),
+			f"./env/bin/python - {SITE} public {LOCAL_DIR}/{FILE_PREFIX}-files.tar "
+			f"private {LOCAL_DIR}/{FILE_PREFIX}-private-files.tar <<'PY'",
 		)
 		self.assertEqual(
 			commands_of(plan, "site_keys")[0].split("\n", 1)[0],
@@ -315,6 +323,7 @@ class TestStepLists(unittest.TestCase):
 				"maintenance_on",
 				"restore",
 				"restore_common_config",
+				"restore_files",
 				"site_keys",
 				"migrate",
 				"maintenance_off",
@@ -336,9 +345,12 @@ class TestStepLists(unittest.TestCase):
 		self.assertEqual(
 			commands_of(plan, "restore"),
 			[
-				f"bench --site {SITE} restore {PREPARED}/database.sql.gz --with-public-files {PREPARED}/public-files.tar "
-				f"--with-private-files {PREPARED}/private-files.tar ${{ALLOW_DOWNGRADE:+--force}} </dev/null"
+				f"bench --site {SITE} restore {PREPARED}/database.sql.gz ${{ALLOW_DOWNGRADE:+--force}} </dev/null"
 			],
+		)
+		self.assertEqual(
+			first_line(plan, "restore_files"),
+			f"./env/bin/python - {SITE} public {PREPARED}/public-files.tar private {PREPARED}/private-files.tar <<'PY'",
 		)
 		self.assertEqual(commands_of(plan, "cleanup"), [f"rm -rf -- {PREPARED}"])
 		self.assertNotIn("--encryption-key", all_commands(plan))
@@ -402,14 +414,22 @@ class TestStepLists(unittest.TestCase):
 				"prepare_files",
 				"database_secrets",
 				"create_site",
-				"restore",
 				"restore_common_config",
+				"restore_files",
 				"site_keys",
 				"migrate",
 				"cleanup",
 			],
 		)
-		self.assertEqual(commands_of(plan, "create_site"), [f"bench new-site {target} </dev/null"])
+		# The site is created from the dump: no blank install, no bench restore afterwards.
+		self.assertEqual(
+			commands_of(plan, "create_site"),
+			[f"bench new-site {target} --source-sql {PREPARED}/database.sql.gz </dev/null"],
+		)
+		self.assertNotIn(f"bench --site {target} restore", all_commands(plan))
+		# bench new-site --source-sql skips bench restore's downgrade question: the apps step asks it.
+		self.assertEqual(first_line(plan, "apps", -1), "./env/bin/python - 15.44.2 <<'PY'")
+		self.assertIn("ALLOW_DOWNGRADE", commands_of(plan, "apps")[-1])
 		self.assertEqual(
 			commands_of(plan, "bench")[-1],
 			f"[ ! -e sites/{target} ] || {{ printf '%s\\n' 'sites/{target} already exists: choose another name for the "
@@ -424,7 +444,9 @@ class TestStepLists(unittest.TestCase):
 			f"./env/bin/python - {target} 1 <<'PY'",
 		)
 		self.assertNotIn("install-app", all_commands(plan))
-		self.assertIn("ADMIN_PASSWORD", [env_var.name for env_var in plan.env_vars])
+		# The dump holds the Administrator password: new-site --source-sql needs none.
+		self.assertNotIn("ADMIN_PASSWORD", [env_var.name for env_var in plan.env_vars])
+		self.assertNotIn("admin_password", all_commands(plan))
 		self.assertTrue(
 			any("scheduler" in warning and "stays disabled" in warning for warning in plan.warnings)
 		)
@@ -454,9 +476,8 @@ class TestStepLists(unittest.TestCase):
 				f"--addressing-style=path --site={SITE} --backup-id={BACKUP_ID} --to={WORK_DIR}",
 			],
 		)
-		self.assertTrue(
-			commands_of(plan, "verify")[0].startswith(f"(cd {WORK_DIR} && sha256sum -c --strict)")
-		)
+		# The download tool verified every file: the plan compares manifests instead of hashing again.
+		self.assertTrue(first_line(plan, "verify").startswith(f"./env/bin/python - {WORK_DIR} downloaded "))
 		self.assertIn(f"restore {WORK_DIR}/{FILE_PREFIX}-database.sql.gz", commands_of(plan, "restore")[0])
 		required = [env_var.name for env_var in plan.env_vars if env_var.required]
 		self.assertEqual(required, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
@@ -492,35 +513,41 @@ class TestStepLists(unittest.TestCase):
 			make_manifest(with_files=False), make_options(new_site=True, db_root_username="admin")
 		)
 		self.assertEqual(
-			commands_of(plan, "create_site"), [f"bench new-site {SITE} --db-root-username=admin </dev/null"]
+			commands_of(plan, "create_site"),
+			[
+				f"bench new-site {SITE} --source-sql {LOCAL_DIR}/{FILE_PREFIX}-database.sql.gz "
+				"--db-root-username=admin </dev/null"
+			],
 		)
-		self.assertIn("--db-root-username=admin ${ALLOW_DOWNGRADE:+--force}", commands_of(plan, "restore")[0])
+		same = build_restore_plan(make_manifest(with_files=False), make_options(db_root_username="admin"))
+		self.assertIn("--db-root-username=admin ${ALLOW_DOWNGRADE:+--force}", commands_of(same, "restore")[0])
 
 	def test_paths_frappe_cannot_take_are_linked_under_safe_names(self):
 		manifest = make_manifest()
 		manifest.artifacts[1].file_name = f"{FILE_PREFIX}-files.tar.gz"
 		local_dir = "/var/backups/my site (old)"
 		plan = build_restore_plan(manifest, make_options(local_dir=local_dir))
+		# Only the dump passes through Frappe's shell; the archives go to the plan's program by argv.
 		self.assertEqual(
 			commands_of(plan, "prepare_files")[2:],
-			[
-				f"ln -sf -- '{local_dir}/{FILE_PREFIX}-database.sql.gz' {PREPARED}/database.sql.gz",
-				f"ln -sf -- '{local_dir}/{FILE_PREFIX}-files.tar.gz' {PREPARED}/public-files.tgz",
-				f"ln -sf -- '{local_dir}/{FILE_PREFIX}-private-files.tar' {PREPARED}/private-files.tar",
-			],
+			[f"ln -sf -- '{local_dir}/{FILE_PREFIX}-database.sql.gz' {PREPARED}/database.sql.gz"],
 		)
-		self.assertIn(
-			f"restore {PREPARED}/database.sql.gz --with-public-files {PREPARED}/public-files.tgz",
-			commands_of(plan, "restore")[0],
+		self.assertIn(f"restore {PREPARED}/database.sql.gz ", commands_of(plan, "restore")[0])
+		self.assertEqual(
+			first_line(plan, "restore_files"),
+			f"./env/bin/python - {SITE} public '{local_dir}/{FILE_PREFIX}-files.tar.gz' "
+			f"private '{local_dir}/{FILE_PREFIX}-private-files.tar' <<'PY'",
 		)
 
-	def test_an_archive_name_frappe_would_skip_is_linked_even_in_a_safe_folder(self):
+	def test_an_archive_name_frappe_would_skip_needs_no_link_for_plain_tar(self):
 		manifest = make_manifest()
 		manifest.artifacts[2].file_name = f"{FILE_PREFIX}-private-files.tar.gz"
 		plan = build_restore_plan(manifest, make_options())
-		self.assertEqual(
-			commands_of(plan, "prepare_files")[2:],
-			[f"ln -sf -- {LOCAL_DIR}/{FILE_PREFIX}-private-files.tar.gz {PREPARED}/private-files.tgz"],
+		self.assertNotIn("prepare_files", step_keys(plan))
+		self.assertTrue(
+			first_line(plan, "restore_files").endswith(
+				f"private {LOCAL_DIR}/{FILE_PREFIX}-private-files.tar.gz <<'PY'"
+			)
 		)
 
 	def test_restoring_over_another_existing_site_is_announced(self):
@@ -673,6 +700,9 @@ record = {
 	"skip_migrate_backup": os.environ.get("BACKUP_MANAGER_SKIP_MIGRATE_BACKUP"),
 }
 if args[:1] == ["new-site"]:
+	if "--source-sql" in args:
+		with open(args[args.index("--source-sql") + 1], "rb") as handle:
+			record["database_is_plain_gzip"] = handle.read(2) == b"\x1f\x8b"
 	os.makedirs(os.path.join("sites", args[1]))
 	with open(os.path.join("sites", args[1], "site_config.json"), "w") as handle:
 		json.dump({"db_name": "_new", "db_password": "new-db-pass", "encryption_key": "the-new-site-own-key"}, handle)
@@ -838,30 +868,24 @@ class TestScriptExecution(BenchSandbox):
 
 		prepared = os.path.join(self.work_dir, "prepared")
 		calls = self.bench_calls(bench)
+		# The site is created from the decrypted dump; no blank install, no bench restore.
 		self.assertEqual(
 			[call["argv"] for call in calls],
 			[
-				["new-site", target],
-				[
-					"--site",
-					target,
-					"restore",
-					f"{prepared}/database.sql.gz",
-					"--with-public-files",
-					f"{prepared}/public-files.tar",
-					"--with-private-files",
-					f"{prepared}/private-files.tar",
-				],
+				["new-site", target, "--source-sql", f"{prepared}/database.sql.gz"],
 				["--site", target, "migrate"],
 			],
 		)
-		# The secrets were in common_site_config.json exactly while new-site and restore ran.
-		self.assertEqual([call["root_password_set"] for call in calls], [True, True, False])
-		self.assertEqual([call["admin_password_set"] for call in calls], [True, True, False])
+		# The root password was in common_site_config.json exactly while new-site ran; no admin password.
+		self.assertEqual([call["root_password_set"] for call in calls], [True, False])
+		self.assertEqual([call["admin_password_set"] for call in calls], [False, False])
 		# Only migrate runs Backup Manager's before_migrate hook, and it must skip its backup there.
-		self.assertEqual(calls[2]["skip_migrate_backup"], "1")
-		self.assertTrue(calls[1]["database_is_plain_gzip"])
-		self.assertEqual(calls[1]["--with-public-files"], ["./erp.example.com/public/files/logo.png"])
+		self.assertEqual(calls[1]["skip_migrate_backup"], "1")
+		self.assertTrue(calls[0]["database_is_plain_gzip"])
+		# Plain tar unpacked the decrypted archives of erp.example.com into the new site's folders.
+		for folder, name in (("public", "logo.png"), ("private", "a.pdf")):
+			with open(os.path.join(bench, "sites", target, folder, "files", name), "rb") as handle:
+				self.assertEqual(handle.read(), b"abc")
 
 		with open(os.path.join(bench, "sites", "common_site_config.json")) as handle:
 			self.assertEqual(handle.read(), self.common_config)
@@ -896,12 +920,14 @@ class TestScriptExecution(BenchSandbox):
 		self.assertNotEqual(result.returncode, 0)
 
 		calls = self.bench_calls(bench)
-		self.assertEqual([call["argv"][2] for call in calls], ["set-maintenance-mode", "restore"])
-		self.assertEqual(calls[1]["argv"][-1], "--force")
-		self.assertTrue(calls[1]["root_password_set"])
+		self.assertEqual([call["argv"][2] for call in calls], ["restore"])
+		self.assertEqual(calls[0]["argv"][-1], "--force")
+		self.assertTrue(calls[0]["root_password_set"])
+		with open(os.path.join(bench, "sites", SITE, "site_config.json")) as handle:
+			self.assertEqual(json.load(handle)["maintenance_mode"], 1)
 		with open(os.path.join(bench, "sites", "common_site_config.json")) as handle:
 			self.assertEqual(handle.read(), self.common_config)
-		self.assertIn("Restore stopped at step 6/10 (Restore the database and files)", result.stderr)
+		self.assertIn("Restore stopped at step 6/11 (Restore the database)", result.stderr)
 		self.assertIn("may be half-restored and stays in maintenance mode", result.stderr)
 		self.assertNotIn(ROOT_PASSWORD, result.stdout + result.stderr)
 
@@ -918,20 +944,10 @@ class TestScriptExecution(BenchSandbox):
 		calls = self.bench_calls(bench)
 		self.assertEqual(
 			[call["argv"][2:] for call in calls],
-			[
-				["set-maintenance-mode", "on"],
-				[
-					"restore",
-					f"{local_dir}/{FILE_PREFIX}-database.sql.gz",
-					"--with-public-files",
-					f"{local_dir}/{FILE_PREFIX}-files.tar",
-					"--with-private-files",
-					f"{local_dir}/{FILE_PREFIX}-private-files.tar",
-				],
-				["migrate"],
-				["set-maintenance-mode", "off"],
-			],
+			[["restore", f"{local_dir}/{FILE_PREFIX}-database.sql.gz"], ["migrate"]],
 		)
+		for folder, name in (("public", "logo.png"), ("private", "a.pdf")):
+			self.assertTrue(os.path.isfile(os.path.join(bench, "sites", SITE, folder, "files", name)))
 		with open(os.path.join(bench, "sites", SITE, "site_config.json")) as handle:
 			site_config = json.load(handle)
 		self.assertEqual(site_config["encryption_key"], ORIGINAL_SITE_KEY)
@@ -1140,3 +1156,140 @@ class TestHostileDownloadCommand(BenchSandbox):
 		self.assertEqual(
 			subprocess.run([BASH, "-n"], input=script, capture_output=True, text=True).returncode, 0
 		)
+
+
+class TestPlanPrograms(unittest.TestCase):
+	"""The programs the fast paths run, fed on stdin as the script feeds them, in a bench-like folder."""
+
+	def setUp(self):
+		self.bench = tempfile.mkdtemp()
+		self.addCleanup(shutil.rmtree, self.bench)
+		self.site_files = os.path.join(self.bench, "sites", "copy.example.com")
+		for folder in ("public", "private"):
+			os.makedirs(os.path.join(self.site_files, folder, "files"))
+
+	def run_program(self, name: str, *arguments: str, **environment) -> subprocess.CompletedProcess:
+		from backup_manager.core.restore_plan.programs import read_program
+
+		return subprocess.run(
+			[TEST_PYTHON, "-", *arguments],
+			input=read_program(name),
+			cwd=self.bench,
+			capture_output=True,
+			text=True,
+			env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **environment},
+			timeout=60,
+		)
+
+	def write_tar(self, name: str, members: list[tarfile.TarInfo], compress: bool = False) -> str:
+		path = os.path.join(self.bench, name)
+		with tarfile.open(path, "w:gz" if compress else "w") as archive:
+			for member in members:
+				archive.addfile(member, io.BytesIO(b"abc") if member.isfile() else None)
+		return path
+
+	def file_member(self, name: str) -> tarfile.TarInfo:
+		member = tarfile.TarInfo(name)
+		member.size = 3
+		return member
+
+	def test_archives_of_another_site_land_in_the_target_site(self):
+		public = self.write_tar(
+			"public.tar", [self.file_member("./old.example.com/public/files/sub/logo.png")]
+		)
+		# Without the leading "./", and gzipped: both are read as Frappe writes them.
+		private = self.write_tar(
+			"private.tgz", [self.file_member("old.example.com/private/files/a.pdf")], compress=True
+		)
+		result = self.run_program("restore_files", "copy.example.com", "public", public, "private", private)
+		self.assertEqual(result.returncode, 0, result.stderr)
+		with open(os.path.join(self.site_files, "public", "files", "sub", "logo.png"), "rb") as handle:
+			self.assertEqual(handle.read(), b"abc")
+		self.assertTrue(os.path.isfile(os.path.join(self.site_files, "private", "files", "a.pdf")))
+		self.assertFalse(os.path.exists(os.path.join(self.site_files, "old.example.com")))
+
+	def test_members_that_would_leave_the_files_folder_are_refused(self):
+		outside_link = tarfile.TarInfo("./s/public/files/link")
+		outside_link.type, outside_link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+		hard_link = tarfile.TarInfo("./s/public/files/hard")
+		hard_link.type, hard_link.linkname = tarfile.LNKTYPE, "./s/site_config.json"
+		cases = {
+			"absolute path": [self.file_member("/s/public/files/x")],
+			"'..'": [self.file_member("./s/public/files/../../../../evil")],
+			"not under <site>/public/files": [self.file_member("./s/site_config.json")],
+			"private folder in the public archive": [self.file_member("./s/private/files/x")],
+			"two sites": [self.file_member("./s/public/files/x"), self.file_member("./t/public/files/y")],
+			"symbolic link": [self.file_member("./s/public/files/ok"), outside_link],
+			"hard link": [hard_link],
+		}
+		for case, members in cases.items():
+			with self.subTest(case):
+				archive = self.write_tar("bad.tar", members)
+				result = self.run_program("restore_files", "copy.example.com", "public", archive)
+				self.assertNotEqual(result.returncode, 0)
+				self.assertIn("nothing of this archive was extracted", result.stderr)
+				self.assertEqual(os.listdir(os.path.join(self.site_files, "public", "files")), [])
+				self.assertEqual(sorted(os.listdir(self.site_files)), ["private", "public"])
+
+	def test_verification_hashes_every_file_and_names_the_damaged_one(self):
+		folder = os.path.join(self.bench, "backup")
+		os.makedirs(folder)
+		good, bad = os.path.join(folder, "a.sql.gz"), os.path.join(folder, "b.tar")
+		for path in (good, bad):
+			with open(path, "wb") as handle:
+				handle.write(os.urandom(5 * 1024 * 1024 + 7))
+		arguments = [
+			folder,
+			"hash",
+			"a.sql.gz",
+			checksums.sha256_file(good),
+			"b.tar",
+			checksums.sha256_file(bad),
+		]
+		self.assertEqual(self.run_program("verify_files", *arguments).returncode, 0)
+		with open(bad, "r+b") as handle:
+			handle.seek(5 * 1024 * 1024)
+			handle.write(b"\0")
+		result = self.run_program("verify_files", *arguments)
+		self.assertNotEqual(result.returncode, 0)
+		self.assertIn("a.sql.gz: OK", result.stdout)
+		self.assertIn("b.tar: FAILED", result.stdout)
+
+	def test_a_download_is_checked_against_the_plan_without_hashing_again(self):
+		folder = os.path.join(self.bench, "download")
+		os.makedirs(folder)
+		with open(os.path.join(folder, "a.sql.gz"), "wb") as handle:
+			handle.write(b"not what the sha256 says: the download tool hashed it already")
+		with open(os.path.join(folder, "manifest.json"), "w") as handle:
+			json.dump({"artifacts": [{"file_name": "a.sql.gz", "sha256": digest("a")}]}, handle)
+		self.assertEqual(
+			self.run_program("verify_files", folder, "downloaded", "a.sql.gz", digest("a")).returncode, 0
+		)
+		# A manifest in the bucket that differs from the one the plan was made from stops the restore.
+		result = self.run_program("verify_files", folder, "downloaded", "a.sql.gz", digest("b"))
+		self.assertNotEqual(result.returncode, 0)
+		self.assertIn("a.sql.gz: FAILED", result.stdout)
+
+	def test_a_backup_of_a_newer_frappe_stops_unless_allowed(self):
+		init_folder = os.path.join(self.bench, "apps", "frappe", "frappe")
+		os.makedirs(init_folder)
+		with open(os.path.join(init_folder, "__init__.py"), "w") as handle:
+			handle.write('__version__ = "15.44.2"\n')
+		self.assertEqual(self.run_program("frappe_version", "15.44.2").returncode, 0)
+		self.assertEqual(self.run_program("frappe_version", "15.9.0").returncode, 0)
+		refused = self.run_program("frappe_version", "15.50.0")
+		self.assertNotEqual(refused.returncode, 0)
+		self.assertIn("downgrade", refused.stderr)
+		self.assertEqual(self.run_program("frappe_version", "15.50.0", ALLOW_DOWNGRADE="1").returncode, 0)
+
+	def test_maintenance_mode_is_written_as_bench_writes_it(self):
+		config_path = os.path.join(self.site_files, "site_config.json")
+		with open(config_path, "w") as handle:
+			json.dump({"db_name": "_x"}, handle)
+		self.assertEqual(self.run_program("maintenance_mode", "copy.example.com", "1").returncode, 0)
+		with open(config_path) as handle:
+			self.assertEqual(json.load(handle), {"db_name": "_x", "maintenance_mode": 1})
+		self.assertEqual(self.run_program("maintenance_mode", "copy.example.com", "0").returncode, 0)
+		with open(config_path) as handle:
+			self.assertEqual(json.load(handle)["maintenance_mode"], 0)
+		self.assertEqual(sorted(os.listdir(self.site_files)), ["private", "public", "site_config.json"])

@@ -8,15 +8,20 @@ and run on the server that holds the bench. Rules it follows, each taken from Fr
   interpolates them unquoted into shell strings (`file {path}`, `zgrep -m1 __Auth {path}`,
   `gzip -cd {path} | ...`). Such paths are linked into a safe work folder first.
 - Secrets never reach an argv or the plan. The backup key travels to gpg on a here-string; the
-  database root password (and the throwaway Administrator password of a new site) are put
-  into sites/common_site_config.json for the few commands that need them, because Frappe's
-  get_root_connection and get_admin_password read them from the config when no flag is given.
-- `bench restore` is always given decrypted files, so it never needs `--encryption-key`.
+  database root password is put into sites/common_site_config.json for the one command that
+  needs it, because Frappe's get_root_connection reads it from the config when no flag is given.
+- Frappe is always given decrypted files, so it never needs `--encryption-key`.
+- Fast paths, each equivalent to the command it replaces: a new site is created from the dump
+  (`bench new-site --source-sql`, the _new_site call bench restore makes) instead of a blank
+  install then `bench restore`; the file archives are unpacked with plain tar by a program that
+  checks every member first; files are hashed once with hashlib (not at all again after the
+  download tool verified them); maintenance mode is written without starting bench.
 
 The package, by concern (modules import their siblings directly, never this __init__):
   plan.py         build_restore_plan: validation -> paths -> app checks -> steps, warnings collected
   steps.py        steps before the site is touched (bench, apps, download, verify, prepare)
   site_steps.py   steps that touch the site; they return their warnings, never edit the plan
+  program_steps.py  site steps done by the plan's own programs: maintenance mode, files
   programs/       python programs the plan runs on the bench, real files loaded as text
   render.py       text, JSON and bash renderings
   validation.py, paths.py, apps.py, versions.py, shell.py, model.py, constants.py

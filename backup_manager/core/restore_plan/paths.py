@@ -7,13 +7,11 @@ from backup_manager.core.manifest import (
 	DATABASE,
 	PRIVATE_FILES,
 	PUBLIC_FILES,
-	SITE_CONFIG,
 	Artifact,
 	Manifest,
 )
 from backup_manager.core.restore_plan.constants import (
 	DEFAULT_WORK_FOLDER,
-	FRAPPE_ARCHIVE_SUFFIXES,
 	PREPARED_BASE_NAMES,
 	PREPARED_FOLDER,
 )
@@ -73,7 +71,9 @@ def _place_artifact(manifest: Manifest, artifact: Artifact, paths: ResolvedPaths
 	if artifact.encrypted or (manifest.encrypted and _looks_encrypted(artifact)):
 		paths.decrypt.append(artifact)
 		paths.restore_paths[kind] = os.path.join(paths.prepared_dir, _get_prepared_name(artifact))
-	elif kind == SITE_CONFIG or _is_usable_by_frappe(artifact, source):
+	elif kind != DATABASE or is_shell_safe(source):
+		# Only the dump goes through Frappe (bench new-site --source-sql, bench restore), which passes
+		# its path through a shell unquoted; the plan's own programs read the other files by argv.
 		paths.restore_paths[kind] = source
 	else:
 		paths.links.append(artifact)
@@ -91,14 +91,6 @@ def _get_prepared_name(artifact: Artifact) -> str:
 	else:
 		suffix = ".json"
 	return PREPARED_BASE_NAMES[artifact.kind] + suffix
-
-
-def _is_usable_by_frappe(artifact: Artifact, path: str) -> bool:
-	if not is_shell_safe(path):
-		return False
-	if artifact.kind in (PUBLIC_FILES, PRIVATE_FILES):
-		return artifact.file_name.endswith(FRAPPE_ARCHIVE_SUFFIXES)
-	return True
 
 
 def _looks_encrypted(artifact: Artifact) -> bool:

@@ -7,7 +7,6 @@ from backup_manager.core.restore_plan.apps import check_apps, describe_app_probl
 from backup_manager.core.restore_plan.constants import (
 	COMMON_CONFIG_PATH,
 	ENV_ACCESS_KEY_ID,
-	ENV_ADMIN_PASSWORD,
 	ENV_ALLOW_DOWNGRADE,
 	ENV_DB_ROOT_PASSWORD,
 	ENV_ENCRYPTION_KEY,
@@ -55,7 +54,7 @@ def build_restore_plan(manifest: Manifest, options: RestoreOptions) -> RestorePl
 		],
 		steps=[
 			build_bench_step(options, paths),
-			build_apps_step(app_checks, manifest),
+			build_apps_step(app_checks, manifest, options.new_site),
 			*([build_download_step(manifest, options, paths)] if downloading else []),
 			build_verify_step(manifest, options, paths),
 			*([build_prepare_step(paths)] if paths.decrypt or paths.links else []),
@@ -115,22 +114,18 @@ def _list_env_vars(
 				f"{COMMON_CONFIG_PATH}; it is put there only while bench needs it, then the original file is put back.",
 			)
 		)
-	if options.new_site:
-		env_vars.append(
-			EnvVar(
-				ENV_ADMIN_PASSWORD,
-				False,
-				"Administrator password for bench new-site. Optional: the restore replaces it with the "
-				"backup's Administrator password, so a random one is used when unset.",
-			)
-		)
 	if not manifest.partial:
 		env_vars.append(
 			EnvVar(
 				ENV_ALLOW_DOWNGRADE,
 				False,
-				"Set to 1 only to restore a backup taken on a newer Frappe than this bench's: bench restore "
-				"then runs with --force, which also skips its check that the dump holds the __Auth table.",
+				"Set to 1 only to restore a backup taken on a newer Frappe than this bench's: "
+				+ (
+					"the plan's version check then lets bench new-site --source-sql go on."
+					if options.new_site
+					else "bench restore then runs with --force, which also skips its check that the dump holds "
+					"the __Auth table."
+				),
 			)
 		)
 	return env_vars

@@ -6,10 +6,9 @@ to the plan: build_restore_plan collects them in order.
 
 import shlex
 
-from backup_manager.core.manifest import DATABASE, PRIVATE_FILES, PUBLIC_FILES, SITE_CONFIG, Manifest
+from backup_manager.core.manifest import DATABASE, SITE_CONFIG, Manifest
 from backup_manager.core.restore_plan.constants import (
 	COMMON_CONFIG_PATH,
-	ENV_ADMIN_PASSWORD,
 	ENV_ALLOW_DOWNGRADE,
 	ENV_DB_ROOT_PASSWORD,
 	ENV_ENCRYPTION_KEY,
@@ -18,7 +17,11 @@ from backup_manager.core.restore_plan.constants import (
 )
 from backup_manager.core.restore_plan.model import PlanStep, RestoreOptions, StepsWithWarnings
 from backup_manager.core.restore_plan.paths import ResolvedPaths
-from backup_manager.core.restore_plan.programs import DATABASE_SECRETS_SNIPPET, SITE_KEYS_SNIPPET
+from backup_manager.core.restore_plan.program_steps import build_maintenance_step, build_restore_files_step
+from backup_manager.core.restore_plan.programs import (
+	DATABASE_SECRETS_SNIPPET,
+	SITE_KEYS_SNIPPET,
+)
 from backup_manager.core.restore_plan.shell import guard, run_bench_python
 
 
@@ -55,18 +58,27 @@ def _get_root_flags(options: RestoreOptions) -> list[str]:
 def _build_restore_steps(
 	manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths, half_restored: str
 ) -> StepsWithWarnings:
-	"""Secrets in place, site created or locked, data restored, secrets removed, keys carried."""
+	"""Secrets in place, site created from the dump or locked and restored, files, keys carried."""
 	target = options.target_site
 	result = StepsWithWarnings()
-	if not manifest.partial:
-		result.steps.append(build_database_secrets_step(target, options.new_site))
-	result.steps.append(
-		_build_create_site_step(options) if options.new_site else _build_maintenance_on_step(target)
-	)
-	result.steps.append(build_restore_step(manifest, options, paths, half_restored))
 	if manifest.partial:
+		result.steps += [
+			build_maintenance_step(target, True),
+			_build_partial_restore_step(manifest, options, paths, half_restored),
+		]
 		return result
+	result.steps.append(build_database_secrets_step(target, options.new_site))
+	if options.new_site:
+		result.steps.append(build_create_site_step(options, paths))
+	else:
+		result.steps += [
+			build_maintenance_step(target, True),
+			build_restore_step(options, paths, half_restored),
+		]
 	result.steps.append(_build_restore_common_config_step())
+	files_step = build_restore_files_step(options, paths, half_restored)
+	if files_step:
+		result.steps.append(files_step)
 	site_keys = build_site_keys_step(options, paths, half_restored)
 	if site_keys:
 		result.steps.append(site_keys)
@@ -86,13 +98,13 @@ def _build_finish_steps(
 	target = options.target_site
 	result = StepsWithWarnings(steps=[_build_migrate_step(target, half_restored)])
 	if not options.new_site:
-		result.steps.append(_build_maintenance_off_step(target))
+		result.steps.append(build_maintenance_step(target, False))
 	elif options.enable_scheduler:
 		result.steps.append(_build_scheduler_step(target))
 	else:
 		result.warnings.append(
-			f"The scheduler of {target} stays disabled (bench new-site disables it and bench restore keeps "
-			"that), so this copy sends no mail and runs no jobs, backups included. If it replaces the original "
+			f"The scheduler of {target} stays disabled (bench new-site --source-sql disables it, as bench "
+			"restore into a new site did), so this copy sends no mail and runs no jobs, backups included. If it replaces the original "
 			f"site, enable it: {shlex.join(['bench', '--site', target, 'scheduler', 'enable'])}"
 		)
 	if options.production:
@@ -103,22 +115,16 @@ def _build_finish_steps(
 
 
 def build_database_secrets_step(target: str, new_site: bool) -> PlanStep:
-	"""Put the database root (and new Administrator) password where Frappe reads it, original saved."""
-	secrets = (
-		"database root password and the new site's Administrator password"
-		if new_site
-		else "database root password"
-	)
+	"""Put the database root password where Frappe reads it, the original file saved."""
+	command = "new-site" if new_site else "restore"
 	return PlanStep(
 		key="database_secrets",
 		title="Hand the database root password to Frappe without a command line",
 		explanation=(
-			f"bench {'new-site and restore need' if new_site else 'restore needs'} the {secrets}. Frappe reads "
-			f"them from {COMMON_CONFIG_PATH} when no flag is given, so the original file is saved, "
-			f"${ENV_DB_ROOT_PASSWORD}"
-			+ (f" and ${ENV_ADMIN_PASSWORD} (random if unset)" if new_site else "")
-			+ " are added to it unless it already has them, and the original is put back right after the "
-			"restore (and on exit if a step fails). Nothing is added when the file already holds them."
+			f"bench {command} needs the database root password. Frappe reads it from {COMMON_CONFIG_PATH} when "
+			f"no flag is given, so the original file is saved, ${ENV_DB_ROOT_PASSWORD} is added to it unless "
+			"it already has root_password, and the original is put back right after the database is restored "
+			"(and on exit if a step fails). Nothing is added when the file already holds it."
 		),
 		commands=[
 			guard(
@@ -138,18 +144,22 @@ def build_database_secrets_step(target: str, new_site: bool) -> PlanStep:
 	)
 
 
-def _build_create_site_step(options: RestoreOptions) -> PlanStep:
+def build_create_site_step(options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:
+	"""bench new-site --source-sql: the site is created from the dump, with no blank install first."""
 	target = options.target_site
+	arguments = ["bench", "new-site", target, "--source-sql", paths.restore_paths[DATABASE]]
 	return PlanStep(
 		key="create_site",
-		title=f"Create the new site {target}",
+		title=f"Create the new site {target} from the backup's database",
 		explanation=(
-			"Creates an empty site with its own database and site_config.json for the restore to "
-			"replace. Apps are not installed here: bench restore drops and re-creates the database, "
-			"and the restored database already lists the backup's apps. The database root password "
-			"and Administrator password come from sites/common_site_config.json (previous step)."
+			"Creates the site's folder, database user and database, and imports the dump into it: Frappe's "
+			"own restore path (bench restore runs the same _new_site with this dump), without the blank "
+			"install that bench new-site followed by bench restore builds and then throws away. The apps "
+			"are not installed again: the dump already lists them. The database root password comes from "
+			f"{COMMON_CONFIG_PATH} (previous step); no Administrator password is needed, the dump holds it. "
+			"Its input is /dev/null, so a prompt stops it instead of waiting."
 		),
-		commands=[shlex.join(["bench", "new-site", target, *_get_root_flags(options)]) + " </dev/null"],
+		commands=[shlex.join([*arguments, *_get_root_flags(options)]) + " </dev/null"],
 		on_failure=(
 			f"If sites/{target} was created, drop it ({_drop_site_command(target)}) and run the plan again; "
 			"otherwise fix the cause and run the plan again."
@@ -157,49 +167,27 @@ def _build_create_site_step(options: RestoreOptions) -> PlanStep:
 	)
 
 
-def _build_maintenance_on_step(target: str) -> PlanStep:
-	return PlanStep(
-		key="maintenance_on",
-		title=f"Put {target} in maintenance mode",
-		explanation=(
-			"Stops users, background jobs and the scheduler from writing to a database that is about "
-			"to be replaced. Frappe keeps maintenance_mode in site_config.json, which the restore does "
-			"not touch, so it stays on until the last step turns it off."
-		),
-		commands=[shlex.join(["bench", "--site", target, "set-maintenance-mode", "on"])],
-		on_failure="The site's data has not changed yet: fix the cause and run the plan again.",
-	)
-
-
-def build_restore_step(
-	manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths, half_restored: str
-) -> PlanStep:
-	"""bench restore (database and files) or, for a partial backup, bench partial-restore."""
-	if manifest.partial:
-		return _build_partial_restore_step(manifest, options, paths, half_restored)
+def build_restore_step(options: RestoreOptions, paths: ResolvedPaths, half_restored: str) -> PlanStep:
+	"""bench restore of the database only; the files follow with plain tar."""
 	target = options.target_site
-	arguments = ["bench", "--site", target, "restore", paths.restore_paths[DATABASE]]
-	if PUBLIC_FILES in paths.restore_paths:
-		arguments += ["--with-public-files", paths.restore_paths[PUBLIC_FILES]]
-	if PRIVATE_FILES in paths.restore_paths:
-		arguments += ["--with-private-files", paths.restore_paths[PRIVATE_FILES]]
-	arguments += _get_root_flags(options)
-	with_files = PUBLIC_FILES in paths.restore_paths or PRIVATE_FILES in paths.restore_paths
-	command = shlex.join(arguments) + f" ${{{ENV_ALLOW_DOWNGRADE}:+--force}} </dev/null"
+	arguments = [
+		"bench",
+		"--site",
+		target,
+		"restore",
+		paths.restore_paths[DATABASE],
+		*_get_root_flags(options),
+	]
 	return PlanStep(
 		key="restore",
-		title="Restore the database and files" if with_files else "Restore the database",
+		title="Restore the database",
 		explanation=(
-			f"Drops and re-creates the database of {target} from the dump"
-			+ (
-				", then unpacks the file archives over the site's files (files added since are kept)"
-				if with_files
-				else ""
-			)
-			+ ". Its input is /dev/null, so a prompt stops it instead of waiting: Frappe asks before restoring "
-			f"a backup of a newer Frappe; set {ENV_ALLOW_DOWNGRADE}=1 to pass --force and go on anyway."
+			f"Drops and re-creates the database of {target} from the dump. Its input is /dev/null, so a prompt "
+			"stops it instead of waiting: Frappe asks before restoring a backup of a newer Frappe; set "
+			f"{ENV_ALLOW_DOWNGRADE}=1 to pass --force and go on anyway. The file archives are unpacked by the "
+			"plan's own step below, not by bench restore (which first copies each archive into the site)."
 		),
-		commands=[command],
+		commands=[shlex.join(arguments) + f" ${{{ENV_ALLOW_DOWNGRADE}:+--force}} </dev/null"],
 		on_failure=half_restored,
 	)
 
@@ -285,21 +273,6 @@ def _build_migrate_step(target: str, half_restored: str) -> PlanStep:
 		),
 		commands=[f"{SKIP_MIGRATE_BACKUP_ENV}=1 " + shlex.join(["bench", "--site", target, "migrate"])],
 		on_failure=half_restored + " Or fix the failing patch and run bench migrate again.",
-	)
-
-
-def _build_maintenance_off_step(target: str) -> PlanStep:
-	command = shlex.join(["bench", "--site", target, "set-maintenance-mode", "off"])
-	return PlanStep(
-		key="maintenance_off",
-		title=f"Take {target} out of maintenance mode",
-		explanation=(
-			"Bench restore keeps the scheduler as it was on this site before the restore (it reads "
-			"enable_scheduler before replacing the database and writes it back afterwards), so only "
-			"maintenance mode needs undoing."
-		),
-		commands=[command],
-		on_failure="The restore is done. Turn maintenance mode off by hand: " + command,
 	)
 
 

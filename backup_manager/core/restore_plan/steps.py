@@ -2,12 +2,12 @@
 
 import shlex
 
-from backup_manager.core.manifest import Manifest, sha256sum_lines
+from backup_manager.core.manifest import Manifest
 from backup_manager.core.restore_plan.apps import get_app_fix, list_apps_in_backup
 from backup_manager.core.restore_plan.constants import (
 	BENCH_PYTHON,
-	CHECKSUMS_DELIMITER,
 	ENV_ACCESS_KEY_ID,
+	ENV_ALLOW_DOWNGRADE,
 	ENV_ENCRYPTION_KEY,
 	ENV_SECRET_ACCESS_KEY,
 	GPG_DECRYPT_ARGS,
@@ -17,7 +17,8 @@ from backup_manager.core.restore_plan.constants import (
 )
 from backup_manager.core.restore_plan.model import AppCheck, PlanStep, RestoreOptions
 from backup_manager.core.restore_plan.paths import ResolvedPaths
-from backup_manager.core.restore_plan.shell import guard
+from backup_manager.core.restore_plan.programs import FRAPPE_VERSION_SNIPPET, VERIFY_FILES_SNIPPET
+from backup_manager.core.restore_plan.shell import guard, run_bench_python
 
 
 def build_bench_step(options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:
@@ -72,8 +73,8 @@ def _describe_recovery(options: RestoreOptions) -> str:
 	)
 
 
-def build_apps_step(app_checks: list[AppCheck], manifest: Manifest) -> PlanStep:
-	"""Stop before anything changes when an app of the backup is not in this bench."""
+def build_apps_step(app_checks: list[AppCheck], manifest: Manifest, new_site: bool) -> PlanStep:
+	"""Stop before anything changes when an app of the backup is not in this bench (or frappe is older)."""
 	apps = {app.name: app for app in list_apps_in_backup(manifest)}
 	commands = []
 	for check in app_checks:
@@ -84,6 +85,15 @@ def build_apps_step(app_checks: list[AppCheck], manifest: Manifest) -> PlanStep:
 				f"App {check.app} ({check.backup_version or 'version unknown'} in the backup) is not in this "
 				f"bench: get it with `{fix}`, then run the plan again.",
 			)
+		)
+	explanation = ""
+	if new_site:
+		# bench new-site --source-sql skips the downgrade question bench restore asks: ask it here.
+		frappe_version = next(app.version for app in apps.values() if app.name == "frappe")
+		commands.append(run_bench_python([frappe_version or ""], FRAPPE_VERSION_SNIPPET))
+		explanation = (
+			" It also stops when the backup was taken on a newer Frappe than this bench's, the check bench "
+			f"restore makes, unless {ENV_ALLOW_DOWNGRADE}=1."
 		)
 	step_warnings = [
 		f"{check.app}: {check.status}" + (f" (fix: {check.fix})" if check.fix else "")
@@ -98,6 +108,7 @@ def build_apps_step(app_checks: list[AppCheck], manifest: Manifest) -> PlanStep:
 			"the same or newer: "
 			+ ", ".join(f"{check.app} {check.backup_version}".strip() for check in app_checks)
 			+ ". This runs first so that a missing app is found before anything is downloaded or replaced."
+			+ explanation
 		),
 		commands=commands,
 		warnings=step_warnings,
@@ -139,19 +150,27 @@ def build_download_step(manifest: Manifest, options: RestoreOptions, paths: Reso
 
 def build_verify_step(manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:
 	"""Check every file against the sha256 the manifest recorded, before the site is touched."""
-	command = (
-		f"(cd {shlex.quote(paths.source_dir)} && sha256sum -c --strict) <<'{CHECKSUMS_DELIMITER}'\n"
-		f"{sha256sum_lines(manifest)}{CHECKSUMS_DELIMITER}"
-	)
-	where = "downloaded" if not options.local_dir else "on this server"
+	downloaded = not options.local_dir
+	arguments = [paths.source_dir, "downloaded" if downloaded else "hash"]
+	for artifact in manifest.artifacts:
+		arguments += [artifact.file_name, artifact.sha256]
+	if downloaded:
+		explanation = (
+			"The download tool hashed every file against the backup's manifest while downloading it and kept "
+			"none that differed. This step checks, without hashing again, that the manifest it downloaded "
+			"records the same sha256 as this plan, and that every file is there."
+		)
+	else:
+		explanation = (
+			"Hashes every file on this server (in parallel, at disk speed) and compares it with the sha256 "
+			"recorded in the manifest when the backup was taken, so that a truncated or altered file is found "
+			"before the site is touched. Same check as sha256sum -c, each file read once."
+		)
 	return PlanStep(
 		key="verify",
 		title="Verify the backup files",
-		explanation=(
-			f"Checks every file {where} against the sha256 recorded in the manifest when the backup was "
-			"taken, so that a truncated or altered file is found before the site is touched."
-		),
-		commands=[command],
+		explanation=explanation,
+		commands=[run_bench_python(arguments, VERIFY_FILES_SNIPPET)],
 		on_failure=(
 			"Nothing has changed yet. A file is missing or damaged: download it again, or use another backup."
 		),

@@ -20,3 +20,12 @@ DATABASE_SECRETS_SNIPPET = read_program("database_secrets")
 # Copies the original site's encryption_key (which decrypts the Password fields of the restored
 # database) without ever printing it.
 SITE_KEYS_SNIPPET = read_program("site_keys")
+# Hashes the backup files in parallel threads at hashlib speed, or, after a download that
+# verified every file, compares the downloaded manifest's sha256 with the plan's.
+VERIFY_FILES_SNIPPET = read_program("verify_files")
+# Checks every member of the files archives, then unpacks them with plain GNU tar.
+RESTORE_FILES_SNIPPET = read_program("restore_files")
+# What `bench set-maintenance-mode` writes, without starting bench.
+MAINTENANCE_MODE_SNIPPET = read_program("maintenance_mode")
+# bench restore's downgrade check, for a site created by bench new-site --source-sql.
+FRAPPE_VERSION_SNIPPET = read_program("frappe_version")

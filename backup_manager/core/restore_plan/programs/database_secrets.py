@@ -1,6 +1,5 @@
 import json
 import os
-import secrets
 import sys
 
 site, new_site = sys.argv[1], sys.argv[2] == "1"
@@ -23,12 +22,6 @@ if not (common_config.get("root_password") or site_config.get("root_password")):
 		)
 	common_config["root_password"] = root_password
 	added.append("root_password")
-if new_site and not common_config.get("admin_password"):
-	# The restore replaces the Administrator password with the backup's one, so this
-	# password only lives between new-site and restore: random unless ADMIN_PASSWORD is set.
-	common_config["admin_password"] = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(24)
-	added.append("admin_password")
-
 if added:
 	with open(common_config_path, "w") as handle:
 		json.dump(common_config, handle, indent=1, sort_keys=True)
