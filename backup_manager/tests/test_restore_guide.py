@@ -326,17 +326,20 @@ class TestRestoreGuide(FrappeTestCase):
 		plan = guide["plan"]
 		self.assertEqual((plan["site"], plan["target_site"], plan["new_site"]), (log.site, new_site, True))
 		keys = [step["key"] for step in plan["steps"]]
-		# Nothing is created or replaced before the files are verified; the root password
-		# leaves the common config right after the restore, before anything else can fail.
+		# Nothing is created or replaced before the files are verified; the new site is created
+		# from the dump (no blank install, no bench restore); the root password leaves the common
+		# config right after, before anything else can fail; plain tar restores the files.
 		self.assertLess(keys.index("verify"), keys.index("create_site"))
-		self.assertLess(keys.index("create_site"), keys.index("restore"))
-		self.assertEqual(keys[keys.index("restore") + 1], "restore_common_config")
+		self.assertNotIn("restore", keys)
+		self.assertEqual(keys[keys.index("create_site") + 1], "restore_common_config")
+		self.assertLess(keys.index("restore_common_config"), keys.index("restore_files"))
 		self.assertIn("site_keys", keys)
 		self.assertEqual(keys[-1], "migrate")
-		restore_step = plan["steps"][keys.index("restore")]
-		self.assertIn(f"bench --site {new_site} restore", restore_step["commands"][0])
-		self.assertIn(log.backup_dir, restore_step["commands"][0])
-		self.assertIn("--with-private-files", restore_step["commands"][0])
+		create_step = plan["steps"][keys.index("create_site")]
+		self.assertIn(f"bench new-site {new_site} --source-sql {log.backup_dir}", create_step["commands"][0])
+		files_step = plan["steps"][keys.index("restore_files")]
+		self.assertIn(f"{new_site} public {log.backup_dir}", files_step["commands"][0])
+		self.assertIn(f" private {log.backup_dir}", files_step["commands"][0])
 
 		same_site_keys = [step["key"] for step in same_site_guide["plan"]["steps"]]
 		self.assertNotIn("create_site", same_site_keys)

@@ -201,9 +201,10 @@ class TestRestoreGuideInBrowser(FrappeTestCase):
 		page = self.browser.find_element(By.CSS_SELECTOR, ".backup-restore-guide").text
 		self.assertIn(log.name, page)
 		self.assertIn(frappe.local.site, page)
-		self.assertIn("Restore the database and files", page)
+		self.assertIn("Restore the database", page)
+		self.assertIn("Restore the public and private files", page)
 		self.assertIn(f"bench --site {frappe.local.site} restore", page)
-		self.assertIn("sha256sum -c", page)
+		self.assertIn("Verify the backup files", page)
 		self.assertIn("frappe", self.browser.find_element(By.CSS_SELECTOR, ".app-checks").text)
 		self.browser.save_screenshot(os.path.join(SCREENSHOT, "restore-guide.png"))
 
@@ -213,7 +214,7 @@ class TestRestoreGuideInBrowser(FrappeTestCase):
 		new_site.send_keys("\t")
 		WebDriverWait(self.browser, 30).until(
 			lambda browser: (
-				"bench new-site staging.localhost"
+				"bench new-site staging.localhost --source-sql"
 				in browser.find_element(By.CSS_SELECTOR, ".backup-restore-guide").text
 			)
 		)
