@@ -27,7 +27,22 @@ def describe_site(marker: str, destination: str) -> dict:
 		secret = get_decrypted_password(
 			"Backup Destination", destination, "secret_access_key", raise_exception=False
 		)
-	return {"todos": todos, "files": files, "secret": secret}
+	return {"todos": todos, "files": files, "secret": secret, "tree": describe_file_tree()}
+
+
+def describe_file_tree() -> dict[str, str]:
+	"""Every file under public/files and private/files, by path relative to the site, with its sha256."""
+	tree = {}
+	for folder in ("public", "private"):
+		root = frappe.get_site_path(folder, "files")
+		for directory, _folders, names in os.walk(root):
+			for name in names:
+				path = os.path.join(directory, name)
+				with open(path, "rb") as handle:
+					tree[os.path.relpath(path, frappe.get_site_path())] = hashlib.sha256(
+						handle.read()
+					).hexdigest()
+	return tree
 
 
 def delete_markers(marker: str) -> int:

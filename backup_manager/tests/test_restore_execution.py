@@ -131,6 +131,9 @@ class TestRestoreExecution(FrappeTestCase):
 		described = describe_site(self.marker, destination)
 		self.assertEqual(len(described["todos"]), 3)
 		self.assertEqual(set(described["files"]), {"public", "private"})
+		# The whole files tree is compared, so the tar step must put every file where Frappe's would.
+		self.assertIn(f"public/files/{self.marker}.txt", described["tree"])
+		self.assertIn(f"private/files/{self.marker}.txt", described["tree"])
 		self.assertTrue(described["secret"])
 		# As the JSON printed by bench execute will read.
 		return json.loads(json.dumps(described, default=str))
