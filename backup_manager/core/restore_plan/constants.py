@@ -53,4 +53,4 @@ PREPARED_BASE_NAMES = {
 SHELL_SAFE_PATH = re.compile(r"[A-Za-z0-9@%+=:,./_-]+")
 APP_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
