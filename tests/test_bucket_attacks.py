@@ -46,7 +46,7 @@ from backup_manager.core.offsite import (
 	upload_backup,
 )
 from backup_manager.core.offsite_tool import main
-from backup_manager.core.restore_plan import RestoreOptions, build_restore_plan, render_text
+from backup_manager.core.restore_plan import RestoreOptions, build_restore_plan, parse_version, render_text
 from backup_manager.core.retention import RetentionRules
 from tests.test_offsite import KEY, NOW, SITE, OffsiteTestCase, backup_id_for, make_backup
 

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024
 PARTIAL_MARKER = ".partial-"
-PARTIAL_PATTERN = re.compile(r"^\..+\.partial-[0-9a-f]{32}$")
+PARTIAL_PATTERN = re.compile(r"\..+\.partial-[0-9a-f]{32}", re.ASCII)
 PROBE_NAME = ".backup-manager-connection-check"
 
 CHECK_FOLDER = "folder"
@@ -62,7 +62,7 @@ class IncompleteWrite(OSError):
 
 def is_partial_name(name: str) -> bool:
 	"""True for the temporary name of a file still being written."""
-	return bool(PARTIAL_PATTERN.match(name))
+	return bool(PARTIAL_PATTERN.fullmatch(name))
 
 
 def partial_name_for(path: str) -> str:
