@@ -480,6 +480,8 @@ class TestWhatAPersonReads(BucketAttackTestCase):
 			with self.subTest(bad=bad):
 				self.assertIsNone(layout.BACKUP_ID_PATTERN.fullmatch(bad))
 				self.assertIsNone(layout.parse_backup_key("p/", f"p/{bad}/manifest.json"))
+		self.assertIsNone(parse_version("١٥.0.0"))
+		self.assertEqual(parse_version("15.0.0"), ((15, 0, 0), None))
 		manifest = Manifest(
 			backup_id="20261128T064500Z-BL-00001\n", site=SITE, created_at="", frappe_version="15"
 		)
