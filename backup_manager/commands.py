@@ -192,7 +192,7 @@ def verify(context, backup_log, offsite, read_back):
 @click.option("--destination", help="Backup Destination to read from (default: the first complete one)")
 @pass_context
 def download(context, backup_log, to_dir, destination):
-	"""Download a backup's artifacts from a destination and verify their sha256."""
+	"""Download a backup's artifacts from a destination and verify their sha256 against the Backup Log."""
 	import os
 
 	from backup_manager.core import offsite
@@ -200,14 +200,21 @@ def download(context, backup_log, to_dir, destination):
 
 	with connected_site(context):
 		log = get_log_or_fail(backup_log)
+		if not log.manifest:
+			fail(
+				f"Backup Log {backup_log} has no manifest (status {log.status}): there is nothing to download."
+			)
 		target = get_log_destination(log, destination)
 		try:
+			# The Backup Log is trusted, the bucket is not: every file is checked against the log's
+			# manifest, and the bucket's manifest.json is not used.
 			manifest = offsite.download_backup(
 				target.get_backend(),
 				prefix=target.path_prefix or "",
 				site=log.site,
 				backup_id=log.backup_id,
 				to_dir=os.path.abspath(to_dir),
+				manifest=log.get_manifest(),
 			)
 		except Exception as exc:
 			fail(f"Download failed: {exc}")

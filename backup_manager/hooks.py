@@ -16,4 +16,6 @@ scheduler_events = {
 
 before_migrate = ["backup_manager.migrate.backup_before_migrate"]
 
+after_install = "backup_manager.install.after_install"
+
 before_uninstall = "backup_manager.install.before_uninstall"

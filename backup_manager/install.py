@@ -2,6 +2,13 @@
 
 import frappe
 
+from backup_manager.manifest_key import get_or_create_manifest_key
+
+
+def after_install():
+	"""Create the site's manifest key, which signs every backup manifest (see README, Security model)."""
+	get_or_create_manifest_key()
+
 
 def before_uninstall():
 	"""Remove our scheduled job types, so the scheduler never calls a module of a removed app.

@@ -13,6 +13,7 @@ delete what our retention keeps.
 """
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ from backup_manager.core.encryption import encrypt_file_in_place, is_gpg_encrypt
 from backup_manager.core.errors import ArtifactError
 from backup_manager.core.manifest import (
 	DATABASE,
+	MANIFEST_KEY_CONFIG,
 	PRIVATE_FILES,
 	PUBLIC_FILES,
 	SITE_CONFIG,
@@ -37,6 +39,8 @@ from backup_manager.core.manifest import (
 	InstalledApp,
 	Manifest,
 )
+from backup_manager.core.private_files import FOLDER_MODE, restrict_tree
+from backup_manager.manifest_key import sign
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -91,11 +95,17 @@ def take_backup(request: BackupRequest, receivers: Sequence[ArtifactReceiver] = 
 	work_dir = final_dir + PARTIAL_SUFFIX
 	if os.path.exists(final_dir) or os.path.exists(work_dir):
 		raise FileExistsError(f"Backup folder {final_dir} already exists")
-	os.makedirs(work_dir)
+	root = os.path.dirname(work_dir)
+	os.makedirs(root, mode=FOLDER_MODE, exist_ok=True)
+	os.chmod(root, FOLDER_MODE)
+	# Backups hold every password of the site: only the bench user may read them.
+	os.mkdir(work_dir, FOLDER_MODE)
 	try:
+		os.chmod(work_dir, FOLDER_MODE)
 		manifest = _write_artifacts(request, work_dir, receivers)
 		for receiver in receivers:
 			receiver.wait()
+		restrict_tree(work_dir)
 		os.rename(work_dir, final_dir)
 	except BaseException:
 		for receiver in receivers:
@@ -148,6 +158,7 @@ def _write_artifacts(
 				futures = [inspect(DATABASE, generator.backup_path_db, hand_over=True)]
 				generator.copy_site_config()
 				_check_written(SITE_CONFIG, generator.backup_path_conf)
+				remove_manifest_key(generator.backup_path_conf)
 				futures.append(inspect(SITE_CONFIG, generator.backup_path_conf, hand_over=True))
 				if request.with_files:
 					generator.backup_files()
@@ -160,18 +171,20 @@ def _write_artifacts(
 				futures.append(inspect(kind, path))
 		artifacts = [future.result() for future in futures]
 
-	return Manifest(
-		backup_id=request.backup_id,
-		site=frappe.local.site,
-		created_at=frappe.utils.now_datetime().isoformat(),
-		frappe_version=frappe.__version__,
-		apps=get_installed_apps(),
-		artifacts=artifacts,
-		encrypted=any(artifact.encrypted for artifact in artifacts),
-		partial=bool(generator.partial),
-		include_doctypes=list(request.include_doctypes),
-		exclude_doctypes=list(request.exclude_doctypes),
-		policy=request.policy,
+	return sign(
+		Manifest(
+			backup_id=request.backup_id,
+			site=frappe.local.site,
+			created_at=frappe.utils.now_datetime().isoformat(),
+			frappe_version=frappe.__version__,
+			apps=get_installed_apps(),
+			artifacts=artifacts,
+			encrypted=any(artifact.encrypted for artifact in artifacts),
+			partial=bool(generator.partial),
+			include_doctypes=list(request.include_doctypes),
+			exclude_doctypes=list(request.exclude_doctypes),
+			policy=request.policy,
+		)
 	)
 
 
@@ -186,6 +199,17 @@ def _hand_over(done: Future, path: str, receivers: Sequence[ArtifactReceiver]) -
 		return
 	for receiver in receivers:
 		receiver.add(done.result(), path)
+
+
+def remove_manifest_key(config_path: str) -> None:
+	"""Take the manifest key out of the backed-up site config: the key must never reach the bucket."""
+	with open(config_path) as handle:
+		config = json.load(handle)
+	if MANIFEST_KEY_CONFIG not in config:
+		return
+	del config[MANIFEST_KEY_CONFIG]
+	with open(config_path, "w") as handle:
+		json.dump(config, handle, indent=1, sort_keys=True)
 
 
 def inspect_artifact(kind: str, path: str, passphrase: str | None) -> Artifact:

@@ -14,6 +14,7 @@ from frappe.utils import cint, now_datetime
 from backup_manager.core import offsite, outcome
 from backup_manager.core.manifest import Manifest
 from backup_manager.locks import policy_lock
+from backup_manager.manifest_key import get_manifest_key, sign
 from backup_manager.notifications import notify_run
 from backup_manager.run_log import estimate_job_timeout, finish_log, record_uploads, save_log
 
@@ -71,7 +72,9 @@ def upload_log(log, policy, uploads: dict | None = None) -> str:
 	`uploads` (from start_uploads) may already hold artifacts in flight; the rest start here.
 	"""
 	destinations = get_policy_destinations(policy)
-	manifest = Manifest.from_json(log.manifest)
+	# Signed again for logs written before manifests were signed; the signature of a signed one is unchanged.
+	manifest = sign(Manifest.from_json(log.manifest))
+	log.manifest = manifest.to_json()
 	log.status = "Uploading"
 	log.upload_attempts = cint(log.upload_attempts) + 1
 	log.next_upload_retry_at = None
@@ -102,9 +105,18 @@ def upload_log(log, policy, uploads: dict | None = None) -> str:
 	finish_log(log, status)
 
 	complete = outcome.complete_destinations(log.uploads, names)
+	unrecognised = []
 	for destination in destinations:
 		if destination.name in complete:
-			apply_destination_retention(destination, policy)
+			results = apply_destination_retention(destination, policy)
+			unrecognised += [
+				f"{destination.name}: {result.backup_id} ({len(result.keys)} object(s)): {result.reason}"
+				for result in results
+				if result.action == offsite.UNRECOGNISED
+			]
+	if unrecognised or log.unrecognised_objects:
+		log.unrecognised_objects = "\n".join(unrecognised)
+		save_log(log)
 	return status
 
 
@@ -115,6 +127,10 @@ def apply_destination_retention(destination, policy, dry_run: bool = False) -> l
 		filters={"policy": policy.name, "keep_forever": 1, "backup_id": ("is", "set")},
 		pluck="backup_id",
 	)
+	# What this site wrote: retention decides over these (and over manifests its key verifies) only.
+	known_ids = frappe.get_all(
+		"Backup Log", filters={"site": frappe.local.site, "backup_id": ("is", "set")}, pluck="backup_id"
+	)
 	try:
 		return offsite.apply_offsite_retention(
 			destination.get_backend(),
@@ -124,6 +140,8 @@ def apply_destination_retention(destination, policy, dry_run: bool = False) -> l
 			pinned_ids=pinned_ids,
 			now=datetime.now(timezone.utc),
 			dry_run=dry_run,
+			hmac_key=get_manifest_key(),
+			known_ids=known_ids,
 		)
 	except Exception:
 		frappe.log_error(

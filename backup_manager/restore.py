@@ -7,7 +7,7 @@ import frappe
 from frappe import _
 
 from backup_manager.core import outcome
-from backup_manager.core.manifest import Manifest
+from backup_manager.core.manifest import Manifest, escape_control_characters
 from backup_manager.core.restore_plan import (
 	OffsiteSource,
 	RestoreOptions,
@@ -99,15 +99,20 @@ def describe_backup(log) -> dict:
 		"partial": bool(log.partial),
 		"local_files": has_local_files(log),
 		"backup_dir": log.backup_dir,
-		"frappe_version": log.frappe_version,
+		"frappe_version": _visible(log.frappe_version),
 		"apps": [
-			{"app": row.app, "version": row.version, "branch": row.branch, "commit": row.commit}
+			{
+				"app": _visible(row.app),
+				"version": _visible(row.version),
+				"branch": _visible(row.branch),
+				"commit": _visible(row.commit),
+			}
 			for row in log.apps
 		],
 		"artifacts": [
 			{
 				"kind": row.kind,
-				"file_name": row.file_name,
+				"file_name": _visible(row.file_name),
 				"size_human": row.size_human,
 				"sha256": row.sha256,
 				"encrypted": bool(row.encrypted),
@@ -116,6 +121,11 @@ def describe_backup(log) -> dict:
 		],
 		"destinations": [{"destination": name, "complete": name in complete} for name in destinations],
 	}
+
+
+def _visible(value) -> str:
+	# Manifest values: a control character must not reach the page (or a copied command) as is.
+	return escape_control_characters(value or "")
 
 
 def get_restore_guide(backup_log: str, new_site: str | None = None, destination: str | None = None) -> dict:

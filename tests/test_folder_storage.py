@@ -24,7 +24,7 @@ from backup_manager.core.offsite import (
 from backup_manager.core.retention import RetentionRules
 from backup_manager.core.storage import VERIFIED_BY_READ_BACK, FolderConfig, get_backend
 from backup_manager.core.storage.filetree import is_partial_name
-from tests.test_offsite import NOW, SITE, backup_id_for, make_backup
+from tests.test_offsite import KEY, NOW, SITE, backup_id_for, make_backup
 
 
 def mount_tmpfs(folder: str, size: str) -> bool:
@@ -76,7 +76,7 @@ class TestFolderStorage(FolderTestCase):
 			[(backup_id, True) for backup_id in ids],
 		)
 		target = os.path.join(self.local, "download")
-		download_backup(backend, prefix="bm", site=SITE, backup_id=ids[0], to_dir=target)
+		download_backup(backend, prefix="bm", site=SITE, backup_id=ids[0], to_dir=target, hmac_key=KEY)
 		with (
 			open(os.path.join(target, "database.sql.gz"), "rb") as got,
 			open(os.path.join(self.local, ids[0], "database.sql.gz"), "rb") as sent,
@@ -84,7 +84,7 @@ class TestFolderStorage(FolderTestCase):
 			self.assertEqual(got.read(), sent.read())
 
 		results = apply_offsite_retention(
-			backend, prefix="bm", site=SITE, rules=RetentionRules(keep_last=1), now=NOW
+			backend, prefix="bm", site=SITE, rules=RetentionRules(keep_last=1), now=NOW, hmac_key=KEY
 		)
 		self.assertEqual(
 			{r.backup_id: r.action for r in results}, {ids[0]: KEEP, ids[1]: DELETED, ids[2]: DELETED}

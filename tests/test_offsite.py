@@ -23,6 +23,7 @@ from backup_manager.core.manifest import (
 	Artifact,
 	InstalledApp,
 	Manifest,
+	sign_manifest,
 )
 from backup_manager.core.offsite import (
 	CHECK_CHECKSUM,
@@ -48,13 +49,17 @@ from tests.seaweed import shared_endpoint
 
 SITE = "erp.example.com"
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+# The test site's manifest key: every manifest make_backup writes is signed with it.
+KEY = "0f" * 32
 
 
 def backup_id_for(moment: datetime, number: int) -> str:
 	return f"{moment:%Y%m%dT%H%M%SZ}-BL-{number:05d}"
 
 
-def make_backup(directory: str, backup_id: str, sizes: dict[str, int] | None = None) -> Manifest:
+def make_backup(
+	directory: str, backup_id: str, sizes: dict[str, int] | None = None, *, key: str | None = KEY
+) -> Manifest:
 	"""Write artifact files for a backup into `directory` and return its manifest."""
 	sizes = sizes or {DATABASE: 3000, PUBLIC_FILES: 2000, PRIVATE_FILES: 1500, SITE_CONFIG: 200}
 	names = {
@@ -74,7 +79,7 @@ def make_backup(directory: str, backup_id: str, sizes: dict[str, int] | None = N
 		artifacts.append(
 			Artifact(kind=kind, file_name=names[kind], size=size, sha256=hashlib.sha256(data).hexdigest())
 		)
-	return Manifest(
+	manifest = Manifest(
 		backup_id=backup_id,
 		site=SITE,
 		created_at=backup_id[:16],
@@ -82,6 +87,7 @@ def make_backup(directory: str, backup_id: str, sizes: dict[str, int] | None = N
 		apps=[InstalledApp("frappe", "15.45.0"), InstalledApp("erpnext", "15.40.1")],
 		artifacts=artifacts,
 	)
+	return sign_manifest(manifest, key) if key else manifest
 
 
 class RecordingBackend:
@@ -309,7 +315,13 @@ class TestOffsiteRetention(OffsiteTestCase):
 		before = self.keys()
 
 		results = apply_offsite_retention(
-			self.backend, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=2), now=NOW
+			self.backend,
+			prefix=self.prefix,
+			site=SITE,
+			rules=RetentionRules(keep_last=2),
+			hmac_key=KEY,
+			now=NOW,
+			known_ids=[running_id],
 		)
 
 		actions = {result.backup_id: result.action for result in results}
@@ -336,7 +348,7 @@ class TestOffsiteRetention(OffsiteTestCase):
 		newest_first = self.upload_daily(4)
 		recording = RecordingBackend(self.backend)
 		apply_offsite_retention(
-			recording, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW
+			recording, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), hmac_key=KEY, now=NOW
 		)
 		batches = recording.called("delete_objects")
 		self.assertEqual(len(batches), 6)
@@ -365,6 +377,7 @@ class TestOffsiteRetention(OffsiteTestCase):
 			prefix=self.prefix,
 			site=SITE,
 			rules=RetentionRules(keep_last=1),
+			hmac_key=KEY,
 			now=NOW,
 			dry_run=True,
 		)
@@ -385,6 +398,7 @@ class TestOffsiteRetention(OffsiteTestCase):
 			site=SITE,
 			rules=RetentionRules(keep_last=1),
 			pinned_ids=[newest_first[2]],
+			hmac_key=KEY,
 			now=NOW + timedelta(minutes=2),
 		)
 		actions = {result.backup_id: (result.action, result.reason) for result in results}
@@ -401,7 +415,12 @@ class TestOffsiteRetention(OffsiteTestCase):
 		)
 		with self.assertRaises(StorageError):
 			apply_offsite_retention(
-				failing, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW
+				failing,
+				prefix=self.prefix,
+				site=SITE,
+				rules=RetentionRules(keep_last=1),
+				hmac_key=KEY,
+				now=NOW,
 			)
 		self.assertEqual(failing.called("delete_objects"), [])
 		self.assertEqual(self.keys(), before)
@@ -416,7 +435,7 @@ class TestOffsiteRetention(OffsiteTestCase):
 		)
 		with self.assertRaises(StorageError) as caught:
 			apply_offsite_retention(
-				dead, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW
+				dead, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), hmac_key=KEY, now=NOW
 			)
 		self.assertIn("Endpoint unreachable", str(caught.exception))
 		self.assertEqual(self.keys(), before)
@@ -424,7 +443,9 @@ class TestOffsiteRetention(OffsiteTestCase):
 	def test_rules_that_keep_nothing_are_refused_before_listing(self):
 		failing = RecordingBackend(self.backend)
 		with self.assertRaises(InvalidPolicy):
-			apply_offsite_retention(failing, prefix=self.prefix, site=SITE, rules=RetentionRules(), now=NOW)
+			apply_offsite_retention(
+				failing, prefix=self.prefix, site=SITE, rules=RetentionRules(), hmac_key=KEY, now=NOW
+			)
 		self.assertEqual(failing.calls, [])
 
 	def test_backups_under_object_lock_are_kept_with_the_lock_date(self):
@@ -443,6 +464,7 @@ class TestOffsiteRetention(OffsiteTestCase):
 			prefix=self.prefix,
 			site=SITE,
 			rules=RetentionRules(keep_last=1),
+			hmac_key=KEY,
 			now=datetime.now(timezone.utc),
 		)
 
@@ -488,7 +510,12 @@ class TestDownloadBackup(OffsiteTestCase):
 		manifest = self.upload(backup_id_for(NOW, 1), sizes={DATABASE: 12 * MiB, PUBLIC_FILES: 4000})
 		target = os.path.join(self.directory, "restore")
 		downloaded = download_backup(
-			self.backend, prefix=self.prefix, site=SITE, backup_id=manifest.backup_id, to_dir=target
+			self.backend,
+			prefix=self.prefix,
+			site=SITE,
+			backup_id=manifest.backup_id,
+			to_dir=target,
+			hmac_key=KEY,
 		)
 		self.assertEqual(downloaded, manifest)
 		self.assertEqual(sorted(os.listdir(target)), ["database.sql.gz", "files.tar", "manifest.json"])
@@ -503,7 +530,12 @@ class TestDownloadBackup(OffsiteTestCase):
 		target = os.path.join(self.directory, "restore")
 		with self.assertRaises(ChecksumMismatch) as caught:
 			download_backup(
-				self.backend, prefix=self.prefix, site=SITE, backup_id=manifest.backup_id, to_dir=target
+				self.backend,
+				prefix=self.prefix,
+				site=SITE,
+				backup_id=manifest.backup_id,
+				to_dir=target,
+				hmac_key=KEY,
 			)
 		self.assertIn("database.sql.gz", str(caught.exception))
 		self.assertEqual(os.listdir(target), [])
@@ -526,12 +558,16 @@ class TestDownloadBackup(OffsiteTestCase):
 			frappe_version="15",
 			artifacts=[Artifact(DATABASE, "../../escape.sql.gz", 1, "0" * 64)],
 		)
+		# Signed: even a manifest of this site's own must not lead outside the folder.
+		sign_manifest(manifest, KEY)
 		self.backend.upload_bytes(
 			manifest.to_json().encode(), layout.manifest_key(self.prefix, SITE, backup_id)
 		)
 		target = os.path.join(self.directory, "restore")
 		with self.assertRaises(ArtifactError):
-			download_backup(self.backend, prefix=self.prefix, site=SITE, backup_id=backup_id, to_dir=target)
+			download_backup(
+				self.backend, prefix=self.prefix, site=SITE, backup_id=backup_id, to_dir=target, hmac_key=KEY
+			)
 		self.assertFalse(os.path.exists(os.path.join(self.directory, "escape.sql.gz")))
 
 

@@ -17,7 +17,7 @@ from backup_manager.core.offsite import upload_backup
 from backup_manager.core.offsite_tool import main
 from backup_manager.core.storage import get_backend
 from tests.seaweed import shared_endpoint
-from tests.test_offsite import NOW, SITE, backup_id_for, make_backup
+from tests.test_offsite import KEY, NOW, SITE, backup_id_for, make_backup
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,6 +54,7 @@ class OffsiteToolTestCase(unittest.TestCase):
 			"AWS_SECRET_ACCESS_KEY": self.endpoint.secret_key,
 			"AWS_ENDPOINT_URL": self.endpoint.endpoint_url,
 			"AWS_DEFAULT_REGION": "us-east-1",
+			"BACKUP_MANIFEST_KEY": KEY,
 			"PATH": os.environ.get("PATH", ""),
 		}
 		values.update(overrides)

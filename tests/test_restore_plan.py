@@ -6,6 +6,8 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -299,13 +301,12 @@ class TestStepLists(unittest.TestCase):
 		)
 		self.assertEqual(
 			commands_of(plan, "site_keys")[0].split("\n", 1)[0],
-			f"./env/bin/python - {LOCAL_DIR}/{FILE_PREFIX}-site_config_backup.json {SITE} 0 <<'PY'",
+			f"./env/bin/python - {LOCAL_DIR}/{FILE_PREFIX}-site_config_backup.json {SITE} 0 0 <<'PY'",
 		)
 		self.assertEqual(
 			commands_of(plan, "restore_common_config"),
 			[
-				'cp "$COMMON_CONFIG_ORIGINAL" sites/common_site_config.json',
-				'rm -f "$COMMON_CONFIG_ORIGINAL"',
+				'mv -f -- "$COMMON_CONFIG_ORIGINAL" sites/common_site_config.json',
 				"COMMON_CONFIG_ORIGINAL=",
 			],
 		)
@@ -330,16 +331,26 @@ class TestStepLists(unittest.TestCase):
 				"cleanup",
 			],
 		)
-		gpg = "gpg --batch --yes --no-symkey-cache --pinentry-mode loopback --passphrase-fd 0"
+		gpg = "gpg --batch --yes --no-symkey-cache --pinentry-mode loopback --passphrase-fd 0 --status-fd 1"
+
+		def decrypt(output: str, source: str) -> str:
+			return (
+				f'GPG_STATUS=$(umask 077; {gpg} --output {PREPARED}/{output} --decrypt {LOCAL_DIR}/{FILE_PREFIX}-{source} <<<"$BACKUP_ENCRYPTION_KEY")\n'
+				f'require_decrypted "$GPG_STATUS" {PREPARED}/{output}'
+			)
+
 		self.assertEqual(
 			commands_of(plan, "prepare_files"),
 			[
-				f"mkdir -p {PREPARED}",
-				f"chmod 700 {PREPARED}",
-				f'{gpg} --output {PREPARED}/database.sql.gz --decrypt {LOCAL_DIR}/{FILE_PREFIX}-database.sql.gz <<<"$BACKUP_ENCRYPTION_KEY"',
-				f'{gpg} --output {PREPARED}/public-files.tar --decrypt {LOCAL_DIR}/{FILE_PREFIX}-files.tar <<<"$BACKUP_ENCRYPTION_KEY"',
-				f'{gpg} --output {PREPARED}/private-files.tar --decrypt {LOCAL_DIR}/{FILE_PREFIX}-private-files.tar <<<"$BACKUP_ENCRYPTION_KEY"',
-				f'{gpg} --output {PREPARED}/site_config.json --decrypt {LOCAL_DIR}/{FILE_PREFIX}-site_config_backup.json <<<"$BACKUP_ENCRYPTION_KEY"',
+				f"if [ -e {PREPARED} ]; then rm -rf -- {PREPARED}; echo 'Removed the decrypted files of an "
+				"interrupted restore.' >&2; fi",
+				f"PREPARED_DIR={PREPARED}",
+				f"mkdir -p -- {WORK_DIR}",
+				f"mkdir -m 700 -- {PREPARED}",
+				decrypt("database.sql.gz", "database.sql.gz"),
+				decrypt("public-files.tar", "files.tar"),
+				decrypt("private-files.tar", "private-files.tar"),
+				decrypt("site_config.json", "site_config_backup.json"),
 			],
 		)
 		self.assertEqual(
@@ -386,13 +397,17 @@ class TestStepLists(unittest.TestCase):
 		)
 		# Only the database is decrypted: partial-restore takes no files and needs no site config.
 		self.assertEqual(
-			len([command for command in commands_of(plan, "prepare_files") if command.startswith("gpg")]), 1
+			len(
+				[command for command in commands_of(plan, "prepare_files") if "require_decrypted" in command]
+			),
+			1,
 		)
 		self.assertEqual([env_var.name for env_var in plan.env_vars], ["BACKUP_ENCRYPTION_KEY"])
 		self.assertTrue(
 			any("partial-restore only restores database tables" in warning for warning in plan.warnings)
 		)
-		self.assertNotIn("common_site_config", all_commands(plan))
+		# Only a killed earlier run's saved copy would be put back: this restore adds no secret there.
+		self.assertNotIn("COMMON_CONFIG_ORIGINAL", all_commands(plan))
 
 	def test_partial_backup_cannot_create_a_new_site(self):
 		with self.assertRaisesRegex(ValueError, "partial backup .* cannot create a new site"):
@@ -431,16 +446,16 @@ class TestStepLists(unittest.TestCase):
 		self.assertEqual(first_line(plan, "apps", -1), "./env/bin/python - 15.44.2 <<'PY'")
 		self.assertIn("ALLOW_DOWNGRADE", commands_of(plan, "apps")[-1])
 		self.assertEqual(
-			commands_of(plan, "bench")[-1],
+			commands_of(plan, "bench")[3],
 			f"[ ! -e sites/{target} ] || {{ printf '%s\\n' 'sites/{target} already exists: choose another name for the "
 			"new site, or restore into it as the same site.' >&2; false; }",
 		)
 		self.assertEqual(
 			commands_of(plan, "site_keys")[0].split("\n", 1)[0],
-			f"./env/bin/python - {PREPARED}/site_config.json {target} 1 <<'PY'",
+			f"./env/bin/python - {PREPARED}/site_config.json {target} 1 1 <<'PY'",
 		)
 		self.assertEqual(
-			commands_of(plan, "database_secrets")[3].split("\n", 1)[0],
+			commands_of(plan, "database_secrets")[2].split("\n", 1)[0],
 			f"./env/bin/python - {target} 1 <<'PY'",
 		)
 		self.assertNotIn("install-app", all_commands(plan))
@@ -470,7 +485,7 @@ class TestStepLists(unittest.TestCase):
 		self.assertEqual(
 			commands_of(plan, "download"),
 			[
-				f"mkdir -p {WORK_DIR}",
+				f"mkdir -p {BENCH}/backup-restore",
 				"./env/bin/python -m backup_manager.core.offsite_tool download --bucket=acme-backups "
 				"--endpoint-url=https://s3.eu-central-1.wasabisys.com --region=eu-central-1 --prefix=frappe "
 				f"--addressing-style=path --site={SITE} --backup-id={BACKUP_ID} --to={WORK_DIR}",
@@ -480,7 +495,7 @@ class TestStepLists(unittest.TestCase):
 		self.assertTrue(first_line(plan, "verify").startswith(f"./env/bin/python - {WORK_DIR} downloaded "))
 		self.assertIn(f"restore {WORK_DIR}/{FILE_PREFIX}-database.sql.gz", commands_of(plan, "restore")[0])
 		required = [env_var.name for env_var in plan.env_vars if env_var.required]
-		self.assertEqual(required, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
+		self.assertEqual(required, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "BACKUP_MANIFEST_KEY"])
 
 	def test_download_to_aws_omits_endpoint_and_region_and_keeps_an_empty_prefix(self):
 		plan = build_restore_plan(
@@ -529,7 +544,7 @@ class TestStepLists(unittest.TestCase):
 		plan = build_restore_plan(manifest, make_options(local_dir=local_dir))
 		# Only the dump passes through Frappe's shell; the archives go to the plan's program by argv.
 		self.assertEqual(
-			commands_of(plan, "prepare_files")[2:],
+			commands_of(plan, "prepare_files")[4:],
 			[f"ln -sf -- '{local_dir}/{FILE_PREFIX}-database.sql.gz' {PREPARED}/database.sql.gz"],
 		)
 		self.assertIn(f"restore {PREPARED}/database.sql.gz ", commands_of(plan, "restore")[0])
@@ -722,6 +737,10 @@ with open("bench-calls.jsonl", "a") as handle:
 	handle.write(json.dumps(record) + "\n")
 if os.environ.get("FAKE_BENCH_FAIL") in args[:1]:
 	sys.exit(1)
+if os.environ.get("FAKE_BENCH_KILL") in args[:1]:
+	# SIGKILL the restore script itself (this process's parent): no trap runs.
+	import signal
+	os.kill(os.getppid(), signal.SIGKILL)
 """
 
 	def setUp(self):
@@ -989,25 +1008,113 @@ class TestScriptExecution(BenchSandbox):
 		with open(os.path.join(bench, "sites", "common_site_config.json")) as handle:
 			self.assertEqual(handle.read(), self.common_config)
 
-	def test_copy_left_by_a_killed_restore_stops_the_next_one(self):
+	def test_a_killed_restore_leaves_no_readable_secret_and_the_next_run_puts_everything_back(self):
 		bench = self.make_bench("frappe-bench")
-		leftover = os.path.join(bench, "sites", ".common_site_config.json.AbC123")
-		with open(leftover, "w") as handle:
-			handle.write("{}")
+		common_config_path = os.path.join(bench, "sites", "common_site_config.json")
+		os.chmod(common_config_path, 0o644)
 		local_dir = os.path.join(self.root, "backups")
 		plan = build_restore_plan(
-			self.make_backup(local_dir, encrypted=False),
+			self.make_backup(local_dir, encrypted=True),
+			RestoreOptions(
+				target_site="copy.example.com",
+				new_site=True,
+				bench_path=bench,
+				local_dir=local_dir,
+				download_dir=self.work_dir,
+			),
+		)
+		environment = {"DB_ROOT_PASSWORD": ROOT_PASSWORD, "BACKUP_ENCRYPTION_KEY": BACKUP_KEY}
+		# Killed while bench new-site --source-sql imports the dump: the secrets are in place then.
+		killed = self.run_script(plan, FAKE_BENCH_KILL="new-site", **environment)
+		self.assertEqual(killed.returncode, -signal.SIGKILL, killed.stdout + killed.stderr)
+		# While killed: the secrets and the plain dump exist, but no one else can read any of them.
+		secrets_found = 0
+		for folder, _, names in os.walk(self.root):
+			for name in names:
+				path = os.path.join(folder, name)
+				if not stat.S_ISREG(os.lstat(path).st_mode):
+					continue
+				with open(path, "rb") as handle:
+					content = handle.read()
+				decrypted = folder == os.path.join(self.work_dir, "prepared")
+				if ROOT_PASSWORD.encode() in content or decrypted:
+					secrets_found += 1
+					self.assertEqual(os.stat(path).st_mode & 0o077, 0, f"{path} is readable by others")
+		# common_site_config.json with the root password, and the decrypted files (killed at new-site).
+		self.assertGreaterEqual(secrets_found, 5)
+		saved = [name for name in os.listdir(os.path.join(bench, "sites")) if name.startswith(".common_site")]
+		self.assertEqual(len(saved), 1)
+
+		# As the recovery message says for a new site: drop the half-restored site, run again.
+		shutil.rmtree(os.path.join(bench, "sites", "copy.example.com"))
+		result = self.run_script(plan, **environment)
+		self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+		self.assertIn(
+			"An interrupted restore left its saved copy of sites/common_site_config.json", result.stderr
+		)
+		self.assertIn("Removed the decrypted files of an interrupted restore.", result.stderr)
+		with open(common_config_path) as handle:
+			self.assertEqual(handle.read(), self.common_config)
+		self.assertEqual(stat.S_IMODE(os.stat(common_config_path).st_mode), 0o644)
+		self.assertEqual(
+			[name for name in os.listdir(os.path.join(bench, "sites")) if name.startswith(".")], []
+		)
+		self.assertFalse(os.path.exists(os.path.join(self.work_dir, "prepared")))
+
+	def test_a_gpg_store_packet_is_refused_before_the_restore(self):
+		bench = self.make_bench("frappe-bench")
+		local_dir = os.path.join(self.root, "backups")
+		manifest = self.make_backup(local_dir, encrypted=True)
+		database = manifest.artifact(DATABASE)
+		path = os.path.join(local_dir, database.file_name)
+		# Literal data, no encryption: plain gpg --decrypt "decrypts" it with any key and exits 0.
+		with open(os.path.join(self.root, "evil.sql.gz"), "wb") as handle:
+			handle.write(gzip.compress(b"DROP TABLE `__Auth`;\n"))
+		subprocess.run(
+			["gpg", "--batch", "--yes", "--store", "-o", path, os.path.join(self.root, "evil.sql.gz")],
+			env={**os.environ, "GNUPGHOME": self.gnupg_home},
+			check=True,
+			capture_output=True,
+		)
+		# Even with a manifest that lists the swapped file (as --trust-unverified would accept):
+		database.size, database.sha256 = os.path.getsize(path), checksums.sha256_file(path)
+		plan = build_restore_plan(
+			manifest,
+			RestoreOptions(
+				target_site="copy.example.com",
+				new_site=True,
+				bench_path=bench,
+				local_dir=local_dir,
+				download_dir=self.work_dir,
+			),
+		)
+		result = self.run_script(plan, DB_ROOT_PASSWORD=ROOT_PASSWORD, BACKUP_ENCRYPTION_KEY=BACKUP_KEY)
+		self.assertNotEqual(result.returncode, 0)
+		self.assertIn("gpg did not decrypt an encrypted packet with the backup key", result.stderr)
+		self.assertEqual(self.bench_calls(bench), [])
+		self.assertFalse(os.path.exists(os.path.join(self.work_dir, "prepared")))
+
+	def test_a_swapped_file_stops_at_verification_before_decryption(self):
+		bench = self.make_bench("frappe-bench")
+		local_dir = os.path.join(self.root, "backups")
+		manifest = self.make_backup(local_dir, encrypted=True)
+		swapped = os.path.join(local_dir, manifest.artifact(DATABASE).file_name)
+		with mock.patch.dict(os.environ, {"GNUPGHOME": self.gnupg_home}):
+			with open(swapped, "wb") as handle:
+				handle.write(gzip.compress(b"DROP TABLE `__Auth`;\n"))
+			encrypt_file_in_place(swapped, BACKUP_KEY)
+		plan = build_restore_plan(
+			manifest,
 			RestoreOptions(
 				target_site="copy.example.com", new_site=True, bench_path=bench, local_dir=local_dir
 			),
 		)
-		result = self.run_script(plan, DB_ROOT_PASSWORD=ROOT_PASSWORD)
+		result = self.run_script(plan, DB_ROOT_PASSWORD=ROOT_PASSWORD, BACKUP_ENCRYPTION_KEY=BACKUP_KEY)
 		self.assertNotEqual(result.returncode, 0)
-		self.assertIn("An earlier restore left its saved copy", result.stderr)
+		self.assertIn("FAILED", result.stdout + result.stderr)
+		self.assertIn("Verify the backup files", result.stderr)
 		self.assertEqual(self.bench_calls(bench), [])
-		self.assertTrue(os.path.exists(leftover))
-		with open(os.path.join(bench, "sites", "common_site_config.json")) as handle:
-			self.assertEqual(handle.read(), self.common_config)
+		self.assertFalse(os.path.exists(os.path.join(bench, "backup-restore")))
 
 	def test_missing_app_stops_before_anything_else(self):
 		bench = self.make_bench("frappe-bench", apps=("frappe",))

@@ -34,7 +34,7 @@ from backup_manager.core.storage import (
 from backup_manager.core.storage.filetree import is_partial_name
 from backup_manager.core.storage.sftp import HostKeyRefused
 from tests.sshd import SSHServer, sshd_available
-from tests.test_offsite import NOW, SITE, backup_id_for, make_backup
+from tests.test_offsite import KEY, NOW, SITE, backup_id_for, make_backup
 
 REQUIRE_SSHD = os.environ.get("BM_REQUIRE_SSHD") == "1"
 
@@ -110,7 +110,9 @@ class TestSFTPUploadVerifyDownload(SFTPTestCase):
 		self.assertTrue(all(check.ok for check in checks), checks)
 
 		target = os.path.join(self.local, "download")
-		download_backup(self.backend, prefix=self.prefix, site=SITE, backup_id=backup_id, to_dir=target)
+		download_backup(
+			self.backend, prefix=self.prefix, site=SITE, backup_id=backup_id, to_dir=target, hmac_key=KEY
+		)
 		for artifact in manifest.artifacts:
 			with open(os.path.join(target, artifact.file_name), "rb") as handle:
 				self.assertEqual(hashlib.sha256(handle.read()).hexdigest(), artifact.sha256)
@@ -154,7 +156,12 @@ class TestSFTPUploadVerifyDownload(SFTPTestCase):
 			handle.write("not ours")
 
 		results = apply_offsite_retention(
-			self.backend, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=2), now=NOW
+			self.backend,
+			prefix=self.prefix,
+			site=SITE,
+			rules=RetentionRules(keep_last=2),
+			now=NOW,
+			hmac_key=KEY,
 		)
 
 		self.assertEqual(

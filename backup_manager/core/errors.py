@@ -31,3 +31,11 @@ class EncryptionError(BackupManagerError):
 
 class StorageError(BackupManagerError):
 	"""An offsite store refused or failed an operation."""
+
+
+class ManifestNotAuthentic(BackupManagerError):
+	"""A manifest does not verify with the site's manifest key, or names another site or backup."""
+
+
+class UnsafePath(BackupManagerError):
+	"""A target folder or file could be read, written or redirected by another user."""

@@ -8,7 +8,8 @@ import re
 
 from backup_manager.core.manifest import MANIFEST_FILE_NAME
 
-BACKUP_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9._-]+$")
+# Matched with fullmatch: ASCII digits only, and no trailing newline (which "$" would accept).
+BACKUP_ID_PATTERN = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9._-]+", re.ASCII)
 
 
 def site_prefix(prefix: str, site: str) -> str:
@@ -35,6 +36,6 @@ def parse_backup_key(site_folder: str, key: str) -> tuple[str, str] | None:
 		return None
 	rest = key[len(site_folder) :]
 	backup_id, separator, file_name = rest.partition("/")
-	if not separator or not file_name or "/" in file_name or not BACKUP_ID_PATTERN.match(backup_id):
+	if not separator or not file_name or "/" in file_name or not BACKUP_ID_PATTERN.fullmatch(backup_id):
 		return None
 	return backup_id, file_name

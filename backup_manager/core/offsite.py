@@ -6,6 +6,7 @@ verified, and retention deletes it first, so an interrupted run never leaves a b
 looks complete but is not. Keys that do not parse into the layout are never touched.
 """
 
+import json
 import logging
 import os
 import threading
@@ -13,7 +14,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from backup_manager.core import layout
 from backup_manager.core.checksums import sha256_file
@@ -22,8 +23,24 @@ from backup_manager.core.errors import (
 	BackupManagerError,
 	ChecksumMismatch,
 	StorageError,
+	UnsafePath,
 )
-from backup_manager.core.manifest import MANIFEST_FILE_NAME, Artifact, Manifest
+from backup_manager.core.manifest import (
+	BAD_SIGNATURE,
+	MANIFEST_FILE_NAME,
+	VERIFIED,
+	Artifact,
+	Manifest,
+	authenticate_manifest_data,
+	describe_authentication,
+	escape_control_characters,
+	load_authenticated_manifest,
+)
+from backup_manager.core.private_files import (
+	make_private_folder,
+	remove_quietly,
+	write_private_file,
+)
 from backup_manager.core.retention import (
 	BackupRecord,
 	RetentionRules,
@@ -45,6 +62,10 @@ DELETED = "deleted"
 WOULD_DELETE = "would delete"
 LOCKED = "locked"
 DELETE_FAILED = "failed"
+# Not written by this site (as far as can be proven): never counted, never deleted, reported.
+UNRECOGNISED = "unrecognised"
+# A backup id may be this far ahead of the clock (clock drift between servers) and still count.
+FUTURE_SKEW = timedelta(minutes=10)
 
 CHECK_EXISTS = "exists"
 CHECK_SIZE = "size"
@@ -76,6 +97,8 @@ class RemoteBackup:
 	# Why the backup is not complete, in plain words ("" when it is).
 	problem: str = ""
 	locked_until: datetime | None = None
+	# core.manifest.VERIFIED, UNSIGNED, BAD_SIGNATURE or NO_KEY; "" without a readable manifest.
+	authentication: str = ""
 
 	@property
 	def keys(self) -> list[str]:
@@ -291,9 +314,18 @@ def _describe_failure(exc: BaseException) -> str:
 
 
 def list_remote_backups(
-	backend: StorageBackend, *, prefix: str, site: str, check_locks: bool = True
+	backend: StorageBackend,
+	*,
+	prefix: str,
+	site: str,
+	check_locks: bool = True,
+	hmac_key: str | None = None,
 ) -> list[RemoteBackup]:
-	"""Return the site's offsite backups, newest first; raise StorageError if listing or reading fails."""
+	"""Return the site's offsite backups, newest first; raise StorageError if listing or reading fails.
+
+	With the site's manifest key (hmac_key) each backup's `authentication` says whether its
+	manifest is one this site signed.
+	"""
 	folder = layout.site_prefix(prefix, site)
 	grouped: dict[str, list[ObjectInfo]] = {}
 	for item in backend.list_objects(folder):
@@ -312,7 +344,7 @@ def list_remote_backups(
 			created_at=backup_created_at(backup_id),
 			objects=sorted(objects, key=lambda item: item.key),
 		)
-		_read_manifest(backend, backup, folder)
+		_read_manifest(backend, backup, folder, site, hmac_key)
 		if check_locks:
 			lock_key = layout.manifest_key(prefix, site, backup_id)
 			backup.locked_until = backend.object_locked_until(
@@ -322,7 +354,9 @@ def list_remote_backups(
 	return sorted(backups, key=lambda backup: (backup.created_at, backup.backup_id), reverse=True)
 
 
-def _read_manifest(backend: StorageBackend, backup: RemoteBackup, folder: str) -> None:
+def _read_manifest(
+	backend: StorageBackend, backup: RemoteBackup, folder: str, site: str, hmac_key: str | None
+) -> None:
 	"""Fill manifest/complete/problem; a read failure raises (a missed manifest could get a backup pruned)."""
 	manifest_key = f"{folder}{backup.backup_id}/{MANIFEST_FILE_NAME}"
 	if manifest_key not in backup.keys:
@@ -330,23 +364,33 @@ def _read_manifest(backend: StorageBackend, backup: RemoteBackup, folder: str) -
 		return
 	data = backend.read_bytes(manifest_key)
 	try:
-		manifest = Manifest.from_json(data.decode())
+		raw = json.loads(data.decode())
+		if not isinstance(raw, dict):
+			raise ValueError("not a JSON object")
+		manifest = Manifest.from_dict(raw)
 	except (ValueError, TypeError, UnicodeDecodeError) as exc:
-		backup.problem = f"manifest.json cannot be read: {exc}"
+		backup.problem = f"manifest.json cannot be read: {escape_control_characters(str(exc))}"
 		return
 	backup.manifest = manifest
+	backup.authentication = authenticate_manifest_data(raw, hmac_key)
 	if manifest.backup_id != backup.backup_id:
-		backup.problem = f"manifest.json belongs to backup {manifest.backup_id}"
+		backup.problem = (
+			f"manifest.json belongs to backup {escape_control_characters(str(manifest.backup_id))}"
+		)
+		return
+	if manifest.site != site:
+		backup.problem = f"manifest.json belongs to site {escape_control_characters(str(manifest.site))}"
 		return
 	sizes = {item.key: item.size for item in backup.objects}
 	for artifact in manifest.artifacts:
 		key = f"{folder}{backup.backup_id}/{artifact.file_name}"
 		if key not in sizes:
-			backup.problem = f"{artifact.file_name} is missing"
+			backup.problem = f"{escape_control_characters(str(artifact.file_name))} is missing"
 			return
 		if sizes[key] != artifact.size:
 			backup.problem = (
-				f"{artifact.file_name} is {sizes[key]} bytes, the manifest records {artifact.size}"
+				f"{escape_control_characters(str(artifact.file_name))} is {sizes[key]} bytes, the manifest "
+				f"records {artifact.size}"
 			)
 			return
 	backup.complete = True
@@ -361,13 +405,41 @@ def apply_offsite_retention(
 	pinned_ids: Iterable[str] = (),
 	now: datetime,
 	dry_run: bool = False,
+	hmac_key: str | None = None,
+	known_ids: Iterable[str] = (),
 ) -> list[OffsiteRetentionResult]:
-	"""Decide and (unless dry_run) delete offsite backups oldest first; return a result per backup."""
+	"""Decide and (unless dry_run) delete offsite backups oldest first; return a result per backup.
+
+	Only backups this site wrote take part: a manifest that verifies with hmac_key, or a backup id
+	in known_ids (the site's Backup Logs). Anything else in the folder, and any backup dated in
+	the future, is never counted and never deleted: its result is UNRECOGNISED.
+	"""
 	rules.validate()
 	now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
 	pinned = set(pinned_ids)
+	known = set(known_ids)
 	# A failed listing raises here, before anything is decided or deleted.
-	backups = list_remote_backups(backend, prefix=prefix, site=site, check_locks=False)
+	listed = list_remote_backups(backend, prefix=prefix, site=site, check_locks=False, hmac_key=hmac_key)
+	unrecognised: list[OffsiteRetentionResult] = []
+	backups = []
+	for backup in listed:
+		distrust = describe_distrust(backup, known, now)
+		if not distrust:
+			backups.append(backup)
+			continue
+		logger.warning("Offsite retention ignores %s: %s", backup.backup_id, distrust)
+		unrecognised.append(
+			OffsiteRetentionResult(
+				backup_id=backup.backup_id,
+				created_at=backup.created_at,
+				keep=True,
+				action=UNRECOGNISED,
+				reason=f"never counted or deleted: {distrust}",
+				complete=backup.complete,
+				keys=backup.keys,
+				size=backup.size,
+			)
+		)
 	by_id = {backup.backup_id: backup for backup in backups}
 	verdicts = evaluate(
 		[
@@ -428,7 +500,27 @@ def apply_offsite_retention(
 			continue
 		result.action = DELETED
 		logger.info("Deleted offsite backup %s (%s)", backup.backup_id, result.reason)
-	return [results[verdict.backup.id] for verdict in verdicts]
+	decided = [results[verdict.backup.id] for verdict in verdicts]
+	return sorted(decided + unrecognised, key=lambda item: (item.created_at, item.backup_id), reverse=True)
+
+
+def describe_distrust(backup: RemoteBackup, known_ids: set[str], now: datetime) -> str:
+	"""Why retention must not act on a backup ("" when this site provably wrote it)."""
+	if backup.created_at > now + FUTURE_SKEW:
+		return (
+			f"dated {backup.created_at:%Y-%m-%d %H:%M} UTC, in the future: it cannot be a backup this "
+			"site took, and must not displace real ones"
+		)
+	if backup.authentication == VERIFIED:
+		return ""
+	if backup.authentication == BAD_SIGNATURE:
+		return f"its manifest.json is not authentic ({describe_authentication(BAD_SIGNATURE)})"
+	if backup.backup_id in known_ids:
+		# A backup of this site's own Backup Logs: unsigned (older) or without a manifest (incomplete).
+		return ""
+	if backup.manifest is None:
+		return "not in this site's Backup Logs, and it has no readable manifest.json"
+	return f"not in this site's Backup Logs, and {describe_authentication(backup.authentication)}"
 
 
 def _latest_lock(backend: StorageBackend, backup: RemoteBackup) -> datetime | None:
@@ -509,10 +601,28 @@ def _artifact_fingerprint(manifest: Manifest) -> list[tuple]:
 	return sorted((item.kind, item.file_name, item.size, item.sha256) for item in manifest.artifacts)
 
 
-def download_backup(
-	backend: StorageBackend, *, prefix: str, site: str, backup_id: str, to_dir: str
-) -> Manifest:
-	"""Download a backup's manifest and artifacts into to_dir, each verified against its sha256."""
+@dataclass
+class TrustedManifest:
+	manifest: Manifest
+	# core.manifest.VERIFIED, or (only with trust_unverified) UNSIGNED, BAD_SIGNATURE or NO_KEY.
+	authentication: str
+	raw: bytes
+
+
+def read_trusted_manifest(
+	backend: StorageBackend,
+	*,
+	prefix: str,
+	site: str,
+	backup_id: str,
+	hmac_key: str | None,
+	trust_unverified: bool = False,
+) -> TrustedManifest:
+	"""Read a backup's manifest from the bucket; raise ManifestNotAuthentic unless this site signed it.
+
+	With trust_unverified a readable manifest is returned anyway (its `authentication` says how
+	far it can be trusted); the caller must warn loudly.
+	"""
 	manifest_key = layout.manifest_key(prefix, site, backup_id)
 	try:
 		data = backend.read_bytes(manifest_key)
@@ -521,38 +631,75 @@ def download_backup(
 			f"Backup {backup_id} of {site} has no readable manifest ({exc}). It is incomplete or the id is "
 			"wrong; list the backups to see the complete ones."
 		) from exc
-	try:
-		manifest = Manifest.from_json(data.decode())
-	except (ValueError, TypeError, UnicodeDecodeError) as exc:
-		raise ArtifactError(f"{manifest_key} is not a valid manifest: {exc}") from exc
+	manifest, status = load_authenticated_manifest(
+		data, hmac_key, site=site, backup_id=backup_id, trust_unverified=trust_unverified
+	)
+	return TrustedManifest(manifest, status, data)
+
+
+def download_backup(
+	backend: StorageBackend,
+	*,
+	prefix: str,
+	site: str,
+	backup_id: str,
+	to_dir: str,
+	hmac_key: str | None = None,
+	trust_unverified: bool = False,
+	manifest: Manifest | None = None,
+) -> Manifest:
+	"""Download a backup's artifacts into to_dir (0700), each verified against a trusted sha256.
+
+	The sha256 values come from `manifest` when the caller holds a trusted one (the site's Backup
+	Log), else from the bucket's manifest, which must verify with hmac_key (or trust_unverified).
+	Files are written through `.part` names opened exclusively without following symlinks, end
+	0600, and nothing unverified is left behind.
+	"""
+	if manifest is None:
+		manifest = read_trusted_manifest(
+			backend,
+			prefix=prefix,
+			site=site,
+			backup_id=backup_id,
+			hmac_key=hmac_key,
+			trust_unverified=trust_unverified,
+		).manifest
 	if manifest.backup_id != backup_id:
-		raise ArtifactError(f"{manifest_key} describes backup {manifest.backup_id}, not {backup_id}.")
+		raise ArtifactError(f"The manifest describes backup {manifest.backup_id}, not {backup_id}.")
 	for artifact in manifest.artifacts:
-		# The manifest comes from the bucket: a file name must not lead outside to_dir.
+		# The manifest may come from the bucket: a file name must not lead outside to_dir.
 		name = artifact.file_name
-		if not name or os.path.basename(name) != name or name in (".", "..") or "\\" in name:
+		if (
+			not isinstance(name, str)
+			or not name
+			or os.path.basename(name) != name
+			or name in (".", "..")
+			or "\\" in name
+			or name == MANIFEST_FILE_NAME
+			or escape_control_characters(name) != name
+		):
 			raise ArtifactError(
-				f"{manifest_key} names an unsafe file {artifact.file_name!r}; nothing was downloaded."
+				f"The manifest of {backup_id} names an unsafe file {name!r}; nothing was downloaded."
 			)
 
-	os.makedirs(to_dir, exist_ok=True)
+	to_dir = make_private_folder(to_dir)
 	for artifact in manifest.artifacts:
 		key = layout.object_key(prefix, site, backup_id, artifact.file_name)
 		final_path = os.path.join(to_dir, artifact.file_name)
 		part_path = f"{final_path}.part"
 		try:
+			# Backends open part_path with core.private_files: a planted symlink is refused, never followed.
 			backend.download_file(key, part_path)
 			_verify_download(part_path, artifact.file_name, key, artifact.size, artifact.sha256)
 			os.replace(part_path, final_path)
-		finally:
-			if os.path.exists(part_path):
-				os.remove(part_path)
+		except UnsafePath:
+			raise
+		except BaseException:
+			remove_quietly(part_path)
+			raise
 		logger.info("Downloaded and verified %s", key)
 
-	manifest_path = os.path.join(to_dir, MANIFEST_FILE_NAME)
-	with open(f"{manifest_path}.part", "wb") as handle:
-		handle.write(data)
-	os.replace(f"{manifest_path}.part", manifest_path)
+	write_private_file(os.path.join(to_dir, MANIFEST_FILE_NAME), manifest.to_json().encode())
 	return manifest
 
 

@@ -9,6 +9,10 @@ For the day the site is gone: run it with the bench's Python (or any Python with
 Credentials come only from the standard environment variables (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), never from the command line, where any user could
 read them in the process list. AWS_DEFAULT_REGION and AWS_ENDPOINT_URL are honoured too.
+
+The bucket is untrusted: a manifest is only believed when it verifies with the site's manifest
+key (BACKUP_MANIFEST_KEY, the site's backup_manager_manifest_key) and names the site and backup
+asked for. --trust-unverified reads one anyway (older unsigned backups), with a loud warning.
 Exit status: 0 when it worked, 1 on failure (2 for a command line argparse rejects).
 """
 
@@ -20,10 +24,18 @@ from collections.abc import Sequence
 
 from backup_manager.core.checksums import format_size
 from backup_manager.core.errors import BackupManagerError
+from backup_manager.core.manifest import (
+	ENV_MANIFEST_KEY,
+	VERIFIED,
+	describe_authentication,
+	escape_control_characters,
+)
 from backup_manager.core.offsite import (
 	CHECK_EXISTS,
+	TrustedManifest,
 	download_backup,
 	list_remote_backups,
+	read_trusted_manifest,
 	verify_remote_backup,
 )
 from backup_manager.core.storage import (
@@ -67,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
 		command.add_argument("--addressing-style", choices=("auto", "path", "virtual"), default="auto")
 		if name in ("verify", "download", "restore-plan"):
 			command.add_argument("--backup-id", required=True)
+			command.add_argument(
+				"--trust-unverified",
+				action="store_true",
+				help=f"use a manifest that does not verify with {ENV_MANIFEST_KEY} (older unsigned backups); "
+				"only for a bucket no one else can write to",
+			)
 		if name == "restore-plan":
 			command.add_argument(
 				"--new-site", default="", help="restore into this new site (default: the same site)"
@@ -112,11 +130,12 @@ def config_from(arguments: argparse.Namespace, environ: dict) -> S3Config:
 
 
 def run_list(backend: StorageBackend, arguments: argparse.Namespace) -> int:
-	backups = list_remote_backups(backend, prefix=arguments.prefix, site=arguments.site)
+	key = arguments.manifest_key
+	backups = list_remote_backups(backend, prefix=arguments.prefix, site=arguments.site, hmac_key=key)
 	if not backups:
 		print(f"No backups of {arguments.site} in {backend.describe()}")
 		return EXIT_OK
-	rows = [("BACKUP ID", "CREATED (UTC)", "COMPLETE", "SIZE", "LOCKED UNTIL", "APPS")]
+	rows = [("BACKUP ID", "CREATED (UTC)", "COMPLETE", "AUTHENTIC", "SIZE", "LOCKED UNTIL", "APPS")]
 	for backup in backups:
 		apps = (
 			", ".join(f"{app.name} {app.version}" for app in backup.manifest.apps) if backup.manifest else ""
@@ -126,9 +145,13 @@ def run_list(backend: StorageBackend, arguments: argparse.Namespace) -> int:
 				backup.backup_id,
 				f"{backup.created_at:%Y-%m-%d %H:%M:%S}",
 				"yes" if backup.complete else f"no: {backup.problem}",
+				"yes"
+				if backup.authentication == VERIFIED
+				else f"NO ({backup.authentication or 'no manifest'})",
 				format_size(backup.size),
 				f"{backup.locked_until:%Y-%m-%d}" if backup.locked_until else "",
-				apps,
+				# Values from the bucket: a newline or escape sequence must not fake a row.
+				escape_control_characters(apps),
 			)
 		)
 	widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
@@ -139,19 +162,41 @@ def run_list(backend: StorageBackend, arguments: argparse.Namespace) -> int:
 			+ row[-1]
 		)
 	complete = sum(1 for backup in backups if backup.complete)
-	print(f"{len(backups)} backup(s), {complete} complete, in {backend.describe()}")
+	authentic = sum(1 for backup in backups if backup.authentication == VERIFIED)
+	print(f"{len(backups)} backup(s), {complete} complete, {authentic} authentic, in {backend.describe()}")
+	if not key:
+		print_error(f"Warning: {ENV_MANIFEST_KEY} is not set, so no manifest could be authenticated.")
 	return EXIT_OK
 
 
+def read_manifest_for(backend: StorageBackend, arguments: argparse.Namespace) -> TrustedManifest:
+	"""The backup's manifest, refused unless it is authentic (or --trust-unverified, loudly)."""
+	trusted = read_trusted_manifest(
+		backend,
+		prefix=arguments.prefix,
+		site=arguments.site,
+		backup_id=arguments.backup_id,
+		hmac_key=arguments.manifest_key,
+		trust_unverified=arguments.trust_unverified,
+	)
+	manifest = trusted.manifest
+	if trusted.authentication != VERIFIED or (manifest.site, manifest.backup_id) != (
+		arguments.site,
+		arguments.backup_id,
+	):
+		print_error(
+			"WARNING: --trust-unverified: the manifest of this backup is NOT authenticated ("
+			+ describe_authentication(trusted.authentication)
+			+ "). Anyone who could write to the bucket could have made it, and the files it lists. "
+			"Continue only if you know where this backup comes from."
+		)
+	return trusted
+
+
 def run_verify(backend: StorageBackend, arguments: argparse.Namespace) -> int:
-	backups = list_remote_backups(backend, prefix=arguments.prefix, site=arguments.site, check_locks=False)
-	backup = next((backup for backup in backups if backup.backup_id == arguments.backup_id), None)
-	if backup is None:
-		raise ToolError(f"No backup {arguments.backup_id} of {arguments.site} in {backend.describe()}.")
-	if backup.manifest is None:
-		raise ToolError(f"Backup {arguments.backup_id} is incomplete: {backup.problem}.")
+	manifest = read_manifest_for(backend, arguments).manifest
 	checks = verify_remote_backup(
-		backend, backup.manifest, prefix=arguments.prefix, site=arguments.site, read_back=arguments.read_back
+		backend, manifest, prefix=arguments.prefix, site=arguments.site, read_back=arguments.read_back
 	)
 	for check in checks:
 		state = "ok" if check.ok else "FAILED"
@@ -167,12 +212,14 @@ def run_verify(backend: StorageBackend, arguments: argparse.Namespace) -> int:
 
 
 def run_download(backend: StorageBackend, arguments: argparse.Namespace) -> int:
+	trusted = read_manifest_for(backend, arguments)
 	manifest = download_backup(
 		backend,
 		prefix=arguments.prefix,
 		site=arguments.site,
 		backup_id=arguments.backup_id,
 		to_dir=arguments.to_dir,
+		manifest=trusted.manifest,
 	)
 	for artifact in manifest.artifacts:
 		path = os.path.join(arguments.to_dir, artifact.file_name)
@@ -203,8 +250,6 @@ def read_bench_apps(bench_path: str) -> dict[str, str]:
 
 def run_restore_plan(backend: StorageBackend, arguments: argparse.Namespace) -> int:
 	"""Build the restore plan of an offsite backup from its manifest, for the bench given."""
-	from backup_manager.core.layout import manifest_key
-	from backup_manager.core.manifest import Manifest
 	from backup_manager.core.restore_plan import (
 		OffsiteSource,
 		RestoreOptions,
@@ -214,9 +259,7 @@ def run_restore_plan(backend: StorageBackend, arguments: argparse.Namespace) -> 
 		render_text,
 	)
 
-	manifest = Manifest.from_json(
-		backend.read_bytes(manifest_key(arguments.prefix, arguments.site, arguments.backup_id)).decode()
-	)
+	manifest = read_manifest_for(backend, arguments).manifest
 	config = backend.config
 	bench_path = os.path.abspath(arguments.bench_path or os.getcwd())
 	options = RestoreOptions(
@@ -261,6 +304,8 @@ def main(argv: Sequence[str] | None = None, environ: dict | None = None) -> int:
 	"""Run the tool; return the exit status instead of exiting, so tests can call it."""
 	arguments = build_parser().parse_args(argv)
 	environ = dict(os.environ if environ is None else environ)
+	# The key is a secret: from the environment only, never a command-line argument.
+	arguments.manifest_key = environ.get(ENV_MANIFEST_KEY, "")
 	try:
 		backend = get_backend(config_from(arguments, environ))
 		return COMMANDS[arguments.command](backend, arguments)

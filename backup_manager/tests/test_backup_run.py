@@ -1,9 +1,11 @@
 """A policy run end to end, in a real bench: real new_backup, MariaDB, RQ workers and files."""
 
 import gzip
+import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from datetime import timedelta
@@ -31,6 +33,7 @@ from backup_manager.tests.utils import (
 	delete_test_policies,
 	ensure_outgoing_email_account,
 	make_policy,
+	make_user,
 	run_worker_burst,
 	sites_path,
 )
@@ -100,6 +103,58 @@ class TestPolicyRun(BackupRunTestCase):
 		self.assertEqual(policy.last_status, "Success")
 		self.assertEqual(policy.last_backup_log, log.name)
 		self.assertFalse(any(name.endswith(PARTIAL_SUFFIX) for name in backup_dirs_on_disk()))
+
+	def test_manifest_is_signed_with_the_site_key_and_files_are_private(self):
+		from backup_manager.core.manifest import MANIFEST_KEY_CONFIG, VERIFIED, authenticate_manifest_data
+
+		policy = make_policy("signed")
+		log = run_now(policy.name)
+		self.assertEqual(log.status, "Success", log.error_message)
+		key = frappe.conf.get(MANIFEST_KEY_CONFIG)
+		self.assertTrue(key)
+		self.assertEqual(authenticate_manifest_data(json.loads(log.manifest), key), VERIFIED)
+		self.assertNotIn(key, json.dumps(log.as_dict(), default=str))
+		self.assertEqual(stat.S_IMODE(os.stat(log.backup_dir).st_mode), 0o700)
+		self.assertEqual(stat.S_IMODE(os.stat(get_backup_root()).st_mode), 0o700)
+		for row in log.artifacts:
+			self.assertEqual(stat.S_IMODE(os.stat(row.local_path).st_mode), 0o600, row.file_name)
+		# The key never travels with the backup: the backed-up site config does not hold it.
+		config = next(row for row in log.artifacts if row.kind == SITE_CONFIG)
+		with open(config.local_path) as handle:
+			self.assertNotIn(MANIFEST_KEY_CONFIG, json.load(handle))
+
+	def test_manifest_key_is_created_on_install_and_lazily_for_existing_installs(self):
+		from frappe.installer import update_site_config
+
+		from backup_manager.core.manifest import MANIFEST_KEY_CONFIG, VERIFIED, authenticate_manifest_data
+		from backup_manager.install import after_install
+
+		original = frappe.conf.get(MANIFEST_KEY_CONFIG)
+		if original:
+			self.addCleanup(update_site_config, MANIFEST_KEY_CONFIG, original)
+
+		def stored_key():
+			with open(frappe.get_site_path("site_config.json")) as handle:
+				return json.load(handle).get(MANIFEST_KEY_CONFIG)
+
+		update_site_config(MANIFEST_KEY_CONFIG, "None")
+		frappe.local.conf.pop(MANIFEST_KEY_CONFIG, None)
+		self.assertIsNone(stored_key())
+		after_install()
+		installed = stored_key()
+		self.assertRegex(installed, r"\A[0-9a-f]{64}\Z")
+		after_install()
+		self.assertEqual(stored_key(), installed, "a second install must not replace the key")
+
+		# A site installed before manifests were signed gets its key at its first backup.
+		update_site_config(MANIFEST_KEY_CONFIG, "None")
+		frappe.local.conf.pop(MANIFEST_KEY_CONFIG, None)
+		log = run_now(make_policy("lazy-key", with_files=0).name)
+		self.assertEqual(log.status, "Success", log.error_message)
+		lazy = stored_key()
+		self.assertRegex(lazy, r"\A[0-9a-f]{64}\Z")
+		self.assertNotEqual(lazy, installed)
+		self.assertEqual(authenticate_manifest_data(json.loads(log.manifest), lazy), VERIFIED)
 
 	def test_verify_detects_a_changed_artifact(self):
 		log = run_now(make_policy("verify").name)
@@ -365,6 +420,47 @@ class TestLocalRetention(BackupRunTestCase):
 		log.status = "Failed"
 		with self.assertRaises(frappe.ValidationError):
 			log.save()
+
+	def test_log_child_tables_cannot_be_changed_by_a_system_manager(self):
+		from frappe.client import save as client_save
+
+		from backup_manager.backup_manager.doctype.backup_log.backup_log import BackupLogReadOnly
+
+		policy = make_policy("readonly-tables", with_files=0)
+		name = run_now(policy.name).name
+		make_user("bm-sysmanager@example.com", ["System Manager"])
+		self.addCleanup(frappe.set_user, "Administrator")
+		frappe.set_user("bm-sysmanager@example.com")
+		for table, field_name, value in (
+			("artifacts", "sha256", "0" * 64),
+			("apps", "version", "99.0.0"),
+			("uploads", None, None),
+		):
+			with self.subTest(table=table):
+				doc = frappe.get_doc("Backup Log", name).as_dict()
+				if field_name:
+					doc[table][0][field_name] = value
+				else:
+					doc[table].append({"doctype": "Backup Log Upload", "destination": "", "kind": "manifest"})
+				with self.assertRaises(BackupLogReadOnly) as caught:
+					client_save(doc)
+				self.assertIn("only Keep Forever can be changed", str(caught.exception))
+				frappe.db.rollback()
+		doc = frappe.get_doc("Backup Log", name).as_dict()
+		doc["artifacts"] = doc["artifacts"][1:]
+		with self.assertRaises(BackupLogReadOnly):
+			client_save(doc)
+		frappe.db.rollback()
+		# Keep Forever alone still saves, through the same API.
+		doc = frappe.get_doc("Backup Log", name).as_dict()
+		doc["keep_forever"] = 1
+		client_save(doc)
+		self.assertTrue(frappe.db.get_value("Backup Log", name, "keep_forever"))
+		stored = frappe.get_doc("Backup Log", name)
+		self.assertEqual(
+			[row.sha256 for row in stored.artifacts],
+			[artifact.sha256 for artifact in stored.get_manifest().artifacts],
+		)
 
 
 class TestAlertsAndMigrate(BackupRunTestCase):

@@ -4,6 +4,7 @@ scripts/run-tests.sh starts the server and exports BM_TEST_S3_ENDPOINT and its k
 them these tests are skipped, unless BM_REQUIRE_S3=1 (as in CI), where that is a failure.
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -239,6 +240,82 @@ class TestOffsiteRun(FrappeTestCase):
 		)
 		self.assertTrue([key for key in keys if second.backup_id in key and key.endswith(MANIFEST_FILE_NAME)])
 		self.assertIn(foreign_key, keys, "retention deleted an object it did not create")
+
+	def test_planted_future_backups_are_reported_and_never_displace_real_ones(self):
+		destination = make_destination(
+			"planted", self.bucket, path_prefix="planted-" + frappe.generate_hash(length=6)
+		)
+		policy = make_policy(
+			"offsite-planted", with_files=0, keep_last=2, destinations=[{"destination": destination.name}]
+		)
+		first = run_now(policy.name)
+		self.assertEqual(first.status, "Success", first.error_message)
+		# Whoever can write to the bucket plants complete-looking backups dated in the future: copies
+		# of the real one's objects under new ids, manifest included (its signature names another id).
+		folder = f"{destination.path_prefix}/{frappe.local.site}"
+		planted = [f"2099010{day}T000000Z-BL-PLANTED{day}" for day in (1, 2, 3)]
+		for backup_id in planted:
+			for row in first.uploads:
+				name = row.remote_key.rsplit("/", 1)[-1]
+				body = s3_client().get_object(Bucket=self.bucket, Key=row.remote_key)["Body"].read()
+				if name == MANIFEST_FILE_NAME:
+					data = json.loads(body)
+					data["backup_id"] = backup_id
+					body = json.dumps(data).encode()
+				s3_client().put_object(Bucket=self.bucket, Key=f"{folder}/{backup_id}/{name}", Body=body)
+		planted_keys = [key for key in list_keys(self.bucket, folder + "/") if "PLANTED" in key]
+
+		second = run_now(policy.name)
+		third = run_now(policy.name)
+		self.assertEqual((second.status, third.status), ("Success", "Success"))
+		keys = list_keys(self.bucket, folder + "/")
+		self.assertFalse([key for key in keys if first.backup_id in key], "retention no longer prunes")
+		for log in (second, third):
+			self.assertTrue([key for key in keys if f"{log.backup_id}/{MANIFEST_FILE_NAME}" in key])
+		self.assertEqual([key for key in keys if "PLANTED" in key], planted_keys)
+		third.reload()
+		for backup_id in planted:
+			self.assertIn(backup_id, third.unrecognised_objects)
+		self.assertIn("in the future", third.unrecognised_objects)
+
+	def test_download_checks_the_files_against_the_log_not_the_bucket_manifest(self):
+		destination = make_destination(
+			"download", self.bucket, path_prefix="download-" + frappe.generate_hash(length=6)
+		)
+		policy = make_policy(
+			"offsite-download", with_files=0, destinations=[{"destination": destination.name}]
+		)
+		log = run_now(policy.name)
+		self.assertEqual(log.status, "Success", log.error_message)
+		manifest_key = next(row.remote_key for row in log.uploads if row.kind == "manifest")
+		# The bucket's manifest is no longer readable: the download does not need it.
+		s3_client().put_object(Bucket=self.bucket, Key=manifest_key, Body=b"not a manifest")
+		with tempfile.TemporaryDirectory() as parent:
+			target = os.path.join(parent, "download")
+			result = bench_command("backup-manager", "download", log.name, "--to", target)
+			self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+			for row in log.artifacts:
+				self.assertEqual(sha256_file(os.path.join(target, row.file_name)), row.sha256)
+			with open(os.path.join(target, MANIFEST_FILE_NAME)) as handle:
+				self.assertEqual(Manifest.from_json(handle.read()), Manifest.from_json(log.manifest))
+
+		# A swapped database with a bucket manifest rewritten to match it is still caught.
+		database = next(row for row in log.artifacts if row.kind == "database")
+		evil = b"\x1f\x8b swapped"
+		database_key = manifest_key.rsplit("/", 1)[0] + "/" + database.file_name
+		s3_client().put_object(Bucket=self.bucket, Key=database_key, Body=evil)
+		forged = json.loads(log.manifest)
+		for artifact in forged["artifacts"]:
+			if artifact["kind"] == "database":
+				artifact["size"], artifact["sha256"] = len(evil), hashlib.sha256(evil).hexdigest()
+		s3_client().put_object(Bucket=self.bucket, Key=manifest_key, Body=json.dumps(forged).encode())
+		with tempfile.TemporaryDirectory() as parent:
+			target = os.path.join(parent, "download")
+			result = bench_command("backup-manager", "download", log.name, "--to", target)
+			self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+			self.assertIn("Download failed", result.stderr)
+			self.assertIn(database.file_name, result.stderr)
+			self.assertFalse(os.path.exists(os.path.join(target, database.file_name)))
 
 	def test_test_connection_reports_each_check(self):
 		report = api.test_destination_connection(make_destination("probe", self.bucket).name)

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -10,6 +11,7 @@ import tempfile
 import frappe
 
 from backup_manager import jobs
+from backup_manager.core.manifest import MANIFEST_KEY_CONFIG
 from backup_manager.tests.test_offsite_run import S3_ENDPOINT, make_destination, s3_client
 from backup_manager.tests.utils import (
 	FrappeTestCase,
@@ -221,6 +223,25 @@ class TestRestoreExecution(FrappeTestCase):
 		# The plan downloads into <bench>/backup-restore/<backup id>; keep the bench clean.
 		downloads = os.path.join(os.path.dirname(sites_path()), "backup-restore", log.backup_id)
 		self.addCleanup(shutil.rmtree, downloads, True)
+		credentials = {
+			"AWS_ACCESS_KEY_ID": destination.access_key_id,
+			"AWS_SECRET_ACCESS_KEY": destination.get_password("secret_access_key"),
+		}
+		manifest_key = frappe.conf.get(MANIFEST_KEY_CONFIG)
+		# With a wrong manifest key the download refuses the bucket's manifest: no site is created.
+		with self.assertRaises(AssertionError) as caught:
+			run_plan(
+				frappe.local.site,
+				log.name,
+				"--new-site",
+				new_site,
+				"--from-destination",
+				destination.name,
+				env={**credentials, "BACKUP_MANIFEST_KEY": "0" * 64},
+			)
+		self.assertIn(f"Refusing the manifest of backup {log.backup_id}", str(caught.exception))
+		self.assertFalse(os.path.exists(os.path.join(sites_path(), new_site)))
+
 		output = run_plan(
 			frappe.local.site,
 			log.name,
@@ -228,13 +249,15 @@ class TestRestoreExecution(FrappeTestCase):
 			new_site,
 			"--from-destination",
 			destination.name,
-			env={
-				"AWS_ACCESS_KEY_ID": destination.access_key_id,
-				"AWS_SECRET_ACCESS_KEY": destination.get_password("secret_access_key"),
-			},
+			env={**credentials, "BACKUP_MANIFEST_KEY": manifest_key},
 		)
 		self.assertIn("Download the backup", output)
 		self.assertNotIn(destination.get_password("secret_access_key"), output)
+		self.assertNotIn(manifest_key, output)
+		# The new site carries the key: it can verify (and prune) the same offsite backups.
+		with open(os.path.join(sites_path(), new_site, "site_config.json")) as handle:
+			self.assertEqual(json.load(handle)[MANIFEST_KEY_CONFIG], manifest_key)
+		self.assertEqual(stat.S_IMODE(os.stat(downloads).st_mode), 0o700)
 		self.assertEqual(
 			site_execute(
 				new_site,

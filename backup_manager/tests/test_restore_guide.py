@@ -431,7 +431,7 @@ class TestRestoreGuide(FrappeTestCase):
 		self.assertIn("--bucket=unused", download["commands"][1])
 		self.assertEqual(
 			{env_var["name"] for env_var in guide["plan"]["env_vars"] if env_var["required"]},
-			{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
+			{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "BACKUP_MANIFEST_KEY"},
 		)
 		with self.assertRaises(frappe.ValidationError):
 			api.get_restore_guide(log.name, destination="No Such Destination")

@@ -22,8 +22,14 @@ OFFSITE_TOOL_MODULE = "backup_manager.core.offsite_tool"
 COMMON_CONFIG_PATH = "sites/common_site_config.json"
 # Read by backup_manager.jobs.backup_before_migrate (the before_migrate hook); keep the two equal.
 SKIP_MIGRATE_BACKUP_ENV = "BACKUP_MANAGER_SKIP_MIGRATE_BACKUP"
-# The saved original sits next to the live file (same filesystem, same owner) under a dot name.
+# The saved original sits next to the live file (same filesystem, same owner) under a dot name,
+# with the original's mode; it goes back with an atomic rename. A killed script leaves it there:
+# the next run (holding RESTORE_LOCK_PATH, so no restore is running) puts it back.
 SAVED_COMMON_CONFIG_PATTERN = "sites/.common_site_config.json.*"
+RESTORE_LOCK_PATH = "sites/.backup-manager-restore.lock"
+# Temporary files a step writes before renaming them over a config (0600, they may hold secrets).
+CONFIG_TEMP_PATTERN = "sites/.backup-manager-tmp-* sites/*/.backup-manager-tmp-*"
+CONFIG_TEMP_PREFIX = ".backup-manager-tmp-"
 DEFAULT_WORK_FOLDER = "backup-restore"
 PREPARED_FOLDER = "prepared"
 CHECKSUMS_DELIMITER = "SHA256SUMS"
@@ -53,4 +59,4 @@ PREPARED_BASE_NAMES = {
 SHELL_SAFE_PATH = re.compile(r"[A-Za-z0-9@%+=:,./_-]+")
 APP_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")

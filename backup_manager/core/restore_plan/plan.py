@@ -2,7 +2,15 @@
 
 import logging
 
-from backup_manager.core.manifest import DATABASE, PRIVATE_FILES, PUBLIC_FILES, SITE_CONFIG, Manifest
+from backup_manager.core.manifest import (
+	DATABASE,
+	ENV_MANIFEST_KEY,
+	MANIFEST_KEY_CONFIG,
+	PRIVATE_FILES,
+	PUBLIC_FILES,
+	SITE_CONFIG,
+	Manifest,
+)
 from backup_manager.core.restore_plan.apps import check_apps, describe_app_problems
 from backup_manager.core.restore_plan.constants import (
 	COMMON_CONFIG_PATH,
@@ -96,6 +104,25 @@ def _list_env_vars(
 			),
 			EnvVar(ENV_SESSION_TOKEN, False, "Session token, only for temporary credentials."),
 		]
+	if downloading or options.new_site:
+		needed = (
+			"the download refuses a manifest it does not verify"
+			if downloading
+			else "optional here; without it the new site makes a key of its own"
+		)
+		env_vars.append(
+			EnvVar(
+				ENV_MANIFEST_KEY,
+				downloading,
+				f"Manifest key of {manifest.site} ({MANIFEST_KEY_CONFIG} in its site_config.json, kept offsite "
+				f"with the backup encryption key): {needed}."
+				+ (
+					" The new site gets it, so that it can verify and prune the same backups."
+					if options.new_site
+					else ""
+				),
+			)
+		)
 	if paths.decrypt:
 		env_vars.append(
 			EnvVar(

@@ -5,6 +5,8 @@ import shlex
 import textwrap
 from dataclasses import asdict
 
+from backup_manager.core.encryption import REFUSED_DECRYPTION_STATUS, REQUIRED_DECRYPTION_STATUS
+from backup_manager.core.manifest import escape_control_characters
 from backup_manager.core.restore_plan.constants import (
 	COMMON_CONFIG_PATH,
 	CONTROL_CHARACTERS,
@@ -20,11 +22,20 @@ SHELL_PRELUDE = (
 	"CURRENT_STEP='before the first step'",
 	"RECOVERY='Nothing has changed yet: fix the cause and run this script again.'",
 	"COMMON_CONFIG_ORIGINAL=",
+	"PREPARED_DIR=",
+	"RESTORE_LOCK=",
 	"on_exit() {",
 	"\tlocal status=$?",
 	'\tif [ -n "$COMMON_CONFIG_ORIGINAL" ] && [ -f "$COMMON_CONFIG_ORIGINAL" ]; then',
-	f'\t\tcp "$COMMON_CONFIG_ORIGINAL" {COMMON_CONFIG_PATH} && rm -f "$COMMON_CONFIG_ORIGINAL"',
+	f'\t\tmv -f -- "$COMMON_CONFIG_ORIGINAL" {COMMON_CONFIG_PATH}',
 	f"\t\techo 'Put back the original {COMMON_CONFIG_PATH}.' >&2",
+	"\tfi",
+	# Decrypted (plain) copies never outlive the script, whether it ends, fails or is interrupted.
+	'\tif [ -n "$PREPARED_DIR" ] && [ -e "$PREPARED_DIR" ]; then',
+	'\t\trm -rf -- "$PREPARED_DIR"',
+	"\tfi",
+	'\tif [ -n "$RESTORE_LOCK" ]; then',
+	'\t\trm -f -- "$RESTORE_LOCK"',
 	"\tfi",
 	'\tif [ "$status" -ne 0 ]; then',
 	'\t\tprintf \'Restore stopped at step %s.\\n%s\\n\' "$CURRENT_STEP" "$RECOVERY" >&2',
@@ -32,6 +43,22 @@ SHELL_PRELUDE = (
 	"}",
 	"trap on_exit EXIT",
 	"trap 'exit 130' INT TERM HUP",
+	# gpg's status lines must prove our passphrase unlocked a symmetric, integrity-checked packet.
+	"require_decrypted() {",
+	"\tlocal token",
+	f"\tfor token in {' '.join(REQUIRED_DECRYPTION_STATUS)}; do",
+	'\t\tif ! grep -q "^\\[GNUPG:\\] $token\\b" <<<"$1"; then',
+	'\t\t\trm -f -- "$2"',
+	"\t\t\tprintf '%s\\n' \"$2: gpg did not decrypt an encrypted packet with the backup key (no $token): the file is not a backup encrypted by this site. Nothing was restored from it.\" >&2",
+	"\t\t\treturn 1",
+	"\t\tfi",
+	"\tdone",
+	f"\tif grep -qE '^\\[GNUPG:\\] ({'|'.join(REFUSED_DECRYPTION_STATUS)})\\b' <<<\"$1\"; then",
+	'\t\trm -f -- "$2"',
+	"\t\tprintf '%s\\n' \"$2: gpg reported a packet this site never writes. Nothing was restored from it.\" >&2",
+	"\t\treturn 1",
+	"\tfi",
+	"}",
 	"",
 )
 
@@ -57,13 +84,19 @@ def render_text(plan: RestorePlan) -> str:
 	return "\n".join(lines)
 
 
+def _visible(text: str) -> str:
+	# Values come from a manifest: a newline or escape sequence must not fake a line or a step.
+	return escape_control_characters(str(text))
+
+
 def _render_text_header(plan: RestorePlan) -> list[str]:
-	lines = [f"Restore plan for backup {plan.backup_id} of {plan.site}"]
+	lines = [f"Restore plan for backup {_visible(plan.backup_id)} of {_visible(plan.site)}"]
 	if plan.created_at:
-		lines.append(f"  Taken: {plan.created_at}")
+		lines.append(f"  Taken: {_visible(plan.created_at)}")
 	mode = "new site" if plan.new_site else "existing site, replaced"
 	lines.append(
-		f"  Restores into: {plan.target_site} ({mode})" + (" - partial backup" if plan.partial else "")
+		f"  Restores into: {_visible(plan.target_site)} ({mode})"
+		+ (" - partial backup" if plan.partial else "")
 	)
 	lines.append("")
 	return lines
@@ -77,7 +110,7 @@ def _render_text_env_vars(plan: RestorePlan) -> list[str]:
 	]
 	for env_var in plan.env_vars:
 		need = "required" if env_var.required else "optional"
-		lines.append(f"  {env_var.name} ({need}): {env_var.description}")
+		lines.append(_visible(f"  {env_var.name} ({need}): {env_var.description}"))
 	lines.append("  Set one without leaving it in the shell history: read -rs NAME && export NAME")
 	lines.append("")
 	return lines
@@ -88,7 +121,9 @@ def _render_text_apps(plan: RestorePlan) -> list[str]:
 	for check in plan.app_checks:
 		bench_version = check.bench_version or "-"
 		fix = f"  fix: {check.fix}" if check.fix else ""
-		lines.append(f"  {check.app}: {check.backup_version or '?'} -> {bench_version} [{check.status}]{fix}")
+		lines.append(
+			_visible(f"  {check.app}: {check.backup_version or '?'} -> {bench_version} [{check.status}]{fix}")
+		)
 	lines.append("")
 	return lines
 
@@ -100,13 +135,16 @@ def _render_text_warnings(plan: RestorePlan) -> list[str]:
 
 
 def _render_text_step(number: int, step: PlanStep) -> list[str]:
-	lines = [f"{number}. {step.title}"]
+	lines = [f"{number}. {_visible(step.title)}"]
 	if step.explanation:
 		lines.append(_wrap(step.explanation, "   ", "   "))
 	for warning in step.warnings:
 		lines.append(_wrap(warning, "   Warning: ", "   "))
 	for command in step.commands:
-		lines.extend("      " + line for line in command.split("\n"))
+		# Tabs stay (the programs are indented with them); every other control character is shown escaped.
+		lines.extend(
+			"      " + "\t".join(_visible(part) for part in line.split("\t")) for line in command.split("\n")
+		)
 	if step.on_failure:
 		lines.append(_wrap(step.on_failure, "   If this step fails: ", "   "))
 	lines.append("")
@@ -115,7 +153,11 @@ def _render_text_step(number: int, step: PlanStep) -> list[str]:
 
 def _wrap(text: str, first_indent: str, indent: str) -> str:
 	return textwrap.fill(
-		text, width=100, initial_indent=first_indent, subsequent_indent=indent, break_on_hyphens=False
+		_visible(text),
+		width=100,
+		initial_indent=first_indent,
+		subsequent_indent=indent,
+		break_on_hyphens=False,
 	)
 
 

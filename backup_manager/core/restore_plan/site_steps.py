@@ -6,7 +6,13 @@ to the plan: build_restore_plan collects them in order.
 
 import shlex
 
-from backup_manager.core.manifest import DATABASE, SITE_CONFIG, Manifest
+from backup_manager.core.manifest import (
+	DATABASE,
+	ENV_MANIFEST_KEY,
+	MANIFEST_KEY_CONFIG,
+	SITE_CONFIG,
+	Manifest,
+)
 from backup_manager.core.restore_plan.constants import (
 	COMMON_CONFIG_PATH,
 	ENV_ALLOW_DOWNGRADE,
@@ -18,11 +24,8 @@ from backup_manager.core.restore_plan.constants import (
 from backup_manager.core.restore_plan.model import PlanStep, RestoreOptions, StepsWithWarnings
 from backup_manager.core.restore_plan.paths import ResolvedPaths
 from backup_manager.core.restore_plan.program_steps import build_maintenance_step, build_restore_files_step
-from backup_manager.core.restore_plan.programs import (
-	DATABASE_SECRETS_SNIPPET,
-	SITE_KEYS_SNIPPET,
-)
-from backup_manager.core.restore_plan.shell import guard, run_bench_python
+from backup_manager.core.restore_plan.programs import DATABASE_SECRETS_SNIPPET, SITE_KEYS_SNIPPET
+from backup_manager.core.restore_plan.shell import run_bench_python
 
 
 def build_site_steps(manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths) -> StepsWithWarnings:
@@ -122,19 +125,17 @@ def build_database_secrets_step(target: str, new_site: bool) -> PlanStep:
 		title="Hand the database root password to Frappe without a command line",
 		explanation=(
 			f"bench {command} needs the database root password. Frappe reads it from {COMMON_CONFIG_PATH} when "
-			f"no flag is given, so the original file is saved, ${ENV_DB_ROOT_PASSWORD} is added to it unless "
-			"it already has root_password, and the original is put back right after the database is restored "
-			"(and on exit if a step fails). Nothing is added when the file already holds it."
+			f"no flag is given, so the original file is saved (with its mode), ${ENV_DB_ROOT_PASSWORD} is added "
+			"to it unless it already has root_password (the file is replaced atomically and is readable only by "
+			"the bench user while it holds it), and the original is put back right after the database is "
+			"restored (on exit if a step fails, by the next run if this one is killed). Nothing is added when "
+			"the file already holds it."
 		),
 		commands=[
-			guard(
-				f"! compgen -G '{SAVED_COMMON_CONFIG_PATTERN}' >/dev/null",
-				f"An earlier restore left its saved copy of {COMMON_CONFIG_PATH} ({SAVED_COMMON_CONFIG_PATTERN}), "
-				"or another restore is running on this bench: wait for it to finish. If none is running, the "
-				"saved copy is the original file: move it back over the current one, then run the plan again.",
-			),
+			# The saved copy keeps the original's mode (it holds nothing the original did not) and goes
+			# back with an atomic rename; a killed run's copy is put back by the next run's first step.
 			f"COMMON_CONFIG_ORIGINAL=$(mktemp {SAVED_COMMON_CONFIG_PATTERN[:-1]}XXXXXX)",
-			f'cp {COMMON_CONFIG_PATH} "$COMMON_CONFIG_ORIGINAL"',
+			f'cp -p {COMMON_CONFIG_PATH} "$COMMON_CONFIG_ORIGINAL"',
 			run_bench_python([target, "1" if new_site else "0"], DATABASE_SECRETS_SNIPPET),
 		],
 		on_failure=(
@@ -221,13 +222,13 @@ def _build_restore_common_config_step() -> PlanStep:
 			"script also does this on exit if a step fails."
 		),
 		commands=[
-			f'cp "$COMMON_CONFIG_ORIGINAL" {COMMON_CONFIG_PATH}',
-			'rm -f "$COMMON_CONFIG_ORIGINAL"',
+			f'mv -f -- "$COMMON_CONFIG_ORIGINAL" {COMMON_CONFIG_PATH}',
 			"COMMON_CONFIG_ORIGINAL=",
 		],
 		on_failure=(
-			f"Copy the saved original ({SAVED_COMMON_CONFIG_PATTERN}) back to {COMMON_CONFIG_PATH} "
-			"by hand: it still holds the database root password."
+			f"Move the saved original ({SAVED_COMMON_CONFIG_PATTERN}) back to {COMMON_CONFIG_PATH} "
+			"(mv -f): the current file still holds the database root password. Running the plan again also "
+			"puts it back."
 		),
 	)
 
@@ -241,7 +242,7 @@ def build_site_keys_step(
 		return None
 	target = options.target_site
 	carry_backup_key = options.new_site and bool(paths.decrypt)
-	arguments = [config_path, target, "1" if carry_backup_key else "0"]
+	arguments = [config_path, target, "1" if carry_backup_key else "0", "1" if options.new_site else "0"]
 	return PlanStep(
 		key="site_keys",
 		title="Carry the original site's encryption key",
@@ -252,6 +253,12 @@ def build_site_keys_step(
 			+ (
 				f", together with ${ENV_ENCRYPTION_KEY} as backup_encryption_key so the new site's encrypted backups use the same key"
 				if carry_backup_key
+				else ""
+			)
+			+ (
+				f", and ${ENV_MANIFEST_KEY} (if set) as {MANIFEST_KEY_CONFIG}, so the new site can verify and "
+				"prune the same offsite backups"
+				if options.new_site
 				else ""
 			)
 			+ ". Other keys of the original config are listed by name only, for you to review."

@@ -1,17 +1,22 @@
 """The steps before the site is touched: bench, apps, download, verify, prepare the files."""
 
+import os
 import shlex
 
-from backup_manager.core.manifest import Manifest
+from backup_manager.core.manifest import ENV_MANIFEST_KEY, Manifest
 from backup_manager.core.restore_plan.apps import get_app_fix, list_apps_in_backup
 from backup_manager.core.restore_plan.constants import (
 	BENCH_PYTHON,
+	COMMON_CONFIG_PATH,
+	CONFIG_TEMP_PATTERN,
 	ENV_ACCESS_KEY_ID,
 	ENV_ALLOW_DOWNGRADE,
 	ENV_ENCRYPTION_KEY,
 	ENV_SECRET_ACCESS_KEY,
 	GPG_DECRYPT_ARGS,
 	OFFSITE_TOOL_MODULE,
+	RESTORE_LOCK_PATH,
+	SAVED_COMMON_CONFIG_PATTERN,
 	STATUS_DOWNGRADE,
 	STATUS_MISSING,
 )
@@ -31,6 +36,7 @@ def build_bench_step(options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:
 		),
 		guard("command -v bench >/dev/null", "The bench command is not on PATH: run this as the bench user."),
 		_guard_target_site(options),
+		*RECOVER_INTERRUPTED_RESTORE,
 	]
 	return PlanStep(
 		key="bench",
@@ -43,6 +49,30 @@ def build_bench_step(options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:
 		commands=commands,
 		on_failure="Nothing has changed yet: fix the cause and run the plan again.",
 	)
+
+
+# One restore at a time on a bench; with the lock held, what an earlier run left (it was killed:
+# its exit trap never ran) is found and put back: the saved common_site_config.json, and
+# temporary config files that may hold the database root password.
+RECOVER_INTERRUPTED_RESTORE = (
+	f"exec 9>>{RESTORE_LOCK_PATH}",
+	guard(
+		"flock -n 9",
+		"Another restore is running on this bench (it holds "
+		f"{RESTORE_LOCK_PATH}): wait for it to finish, then run this again.",
+	),
+	f"RESTORE_LOCK={RESTORE_LOCK_PATH}",
+	f"for leftover in {SAVED_COMMON_CONFIG_PATTERN}; do\n"
+	'\t[ -e "$leftover" ] || continue\n'
+	f'\tmv -f -- "$leftover" {COMMON_CONFIG_PATH}\n'
+	f"\tprintf '%s\\n' \"An interrupted restore left its saved copy of {COMMON_CONFIG_PATH} ($leftover): put it back.\" >&2\n"
+	"done",
+	f"for leftover in {CONFIG_TEMP_PATTERN}; do\n"
+	'\t[ -e "$leftover" ] || continue\n'
+	'\trm -f -- "$leftover"\n'
+	"\tprintf '%s\\n' \"Removed $leftover, left by an interrupted restore.\" >&2\n"
+	"done",
+)
 
 
 def _guard_target_site(options: RestoreOptions) -> str:
@@ -141,10 +171,16 @@ def build_download_step(manifest: Manifest, options: RestoreOptions, paths: Reso
 		title=f"Download the backup from {source.destination_name or source.bucket}",
 		explanation=(
 			"The download tool needs no site: it runs under the bench's python and takes its credentials "
-			f"only from {ENV_ACCESS_KEY_ID} and {ENV_SECRET_ACCESS_KEY}, never from its command line."
+			f"only from {ENV_ACCESS_KEY_ID} and {ENV_SECRET_ACCESS_KEY}, never from its command line. It "
+			f"refuses a manifest that does not verify with {ENV_MANIFEST_KEY} or that names another site or "
+			"backup, and writes into a folder only the bench user can open."
 		),
-		commands=[shlex.join(["mkdir", "-p", paths.work_dir]), shlex.join(arguments)],
-		on_failure="Nothing has changed yet: check the credentials and the network, then run the plan again.",
+		commands=[shlex.join(["mkdir", "-p", os.path.dirname(paths.work_dir)]), shlex.join(arguments)],
+		on_failure=(
+			"Nothing has changed yet: check the credentials, the network and "
+			f"{ENV_MANIFEST_KEY}, then run the plan again. If the manifest is refused, the bucket holds a "
+			"manifest this site did not write: use another backup."
+		),
 	)
 
 
@@ -156,15 +192,17 @@ def build_verify_step(manifest: Manifest, options: RestoreOptions, paths: Resolv
 		arguments += [artifact.file_name, artifact.sha256]
 	if downloaded:
 		explanation = (
-			"The download tool hashed every file against the backup's manifest while downloading it and kept "
-			"none that differed. This step checks, without hashing again, that the manifest it downloaded "
-			"records the same sha256 as this plan, and that every file is there."
+			"The download tool hashed every file against the authenticated manifest while downloading it and "
+			"kept none that differed. This step checks, without hashing again, that the manifest it wrote "
+			"records the same sha256 as this plan (written into it from the authenticated manifest), and that "
+			"every file is there, before anything is decrypted or restored."
 		)
 	else:
 		explanation = (
 			"Hashes every file on this server (in parallel, at disk speed) and compares it with the sha256 "
-			"recorded in the manifest when the backup was taken, so that a truncated or altered file is found "
-			"before the site is touched. Same check as sha256sum -c, each file read once."
+			"recorded in the manifest when the backup was taken (written into this plan from the authenticated "
+			"manifest), so that a truncated, altered or swapped file is found before anything is decrypted or "
+			"restored. Same check as sha256sum -c, each file read once."
 		)
 	return PlanStep(
 		key="verify",
@@ -179,14 +217,34 @@ def build_verify_step(manifest: Manifest, options: RestoreOptions, paths: Resolv
 
 def build_prepare_step(paths: ResolvedPaths) -> PlanStep:
 	"""Decrypt, or link under safe names, the files Frappe's restore cannot take as they are."""
+	prepared = shlex.quote(paths.prepared_dir)
 	commands = [
-		shlex.join(["mkdir", "-p", paths.prepared_dir]),
-		shlex.join(["chmod", "700", paths.prepared_dir]),
+		# Plain files an interrupted (killed) run left behind go first; the exit trap removes them
+		# from now on, whatever happens.
+		f"if [ -e {prepared} ]; then rm -rf -- {prepared}; "
+		"echo 'Removed the decrypted files of an interrupted restore.' >&2; fi",
+		f"PREPARED_DIR={prepared}",
+		shlex.join(["mkdir", "-p", "--", os.path.dirname(paths.prepared_dir)]),
+		shlex.join(["mkdir", "-m", "700", "--", paths.prepared_dir]),
 	]
 	for artifact in paths.decrypt:
 		output = paths.restore_paths[artifact.kind]
-		arguments = [*GPG_DECRYPT_ARGS, "--output", output, "--decrypt", paths.sources[artifact.kind]]
-		commands.append(f'{shlex.join(arguments)} <<<"${ENV_ENCRYPTION_KEY}"')
+		arguments = [
+			*GPG_DECRYPT_ARGS,
+			"--status-fd",
+			"1",
+			"--output",
+			output,
+			"--decrypt",
+			paths.sources[artifact.kind],
+		]
+		# gpg "decrypts" literal data (gpg --store) without a key and exits 0: its status lines must
+		# prove that our passphrase unlocked a symmetric, integrity-checked packet.
+		# umask 077 in the subshell: the plain file is never readable by others, even for a moment.
+		commands.append(
+			f'GPG_STATUS=$(umask 077; {shlex.join(arguments)} <<<"${ENV_ENCRYPTION_KEY}")\n'
+			f'require_decrypted "$GPG_STATUS" {shlex.quote(output)}'
+		)
 	for artifact in paths.links:
 		commands.append(
 			shlex.join(["ln", "-sf", "--", paths.sources[artifact.kind], paths.restore_paths[artifact.kind]])
@@ -196,7 +254,9 @@ def build_prepare_step(paths: ResolvedPaths) -> PlanStep:
 		parts.append(
 			"Decrypts the encrypted files into a folder only the bench user can read. The key goes to gpg "
 			f"on stdin from ${ENV_ENCRYPTION_KEY}, so it is never on a command line, and bench restore gets "
-			"plain files, so it is given no key either."
+			"plain files, so it is given no key either. A file that gpg did not really decrypt with this key "
+			"(not an encrypted packet) is refused. The decrypted files are removed when the script ends, "
+			"even when it fails or is interrupted."
 		)
 	if paths.links:
 		parts.append(

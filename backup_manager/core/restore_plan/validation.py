@@ -34,7 +34,7 @@ def validate_site_name(label: str, site: str) -> None:
 
 
 def _validate_names(manifest: Manifest, options: RestoreOptions) -> None:
-	if not BACKUP_ID_PATTERN.match(manifest.backup_id or ""):
+	if not BACKUP_ID_PATTERN.fullmatch(manifest.backup_id or ""):
 		raise ValueError(f"Manifest backup_id {manifest.backup_id!r} is not a Backup Manager backup id")
 	validate_site_name("Manifest site", manifest.site)
 	validate_site_name("RestoreOptions.target_site", options.target_site)

@@ -14,12 +14,12 @@ _PRE_RELEASE_RANKS = {
 	"pre": 3,
 }
 _UNKNOWN_PRE_RELEASE_RANK = 4
-_VERSION_PATTERN = re.compile(r"^\s*v?(\d+(?:\.\d+)*)(.*)$", re.IGNORECASE)
+_VERSION_PATTERN = re.compile(r"\s*v?([0-9]+(?:\.[0-9]+)*)(.*)", re.IGNORECASE | re.ASCII | re.DOTALL)
 
 
 def parse_version(text: str) -> tuple[tuple[int, ...], tuple | None] | None:
 	"""Split a dotted version into (release numbers, pre-release key or None); None if unreadable."""
-	match = _VERSION_PATTERN.match(text or "")
+	match = _VERSION_PATTERN.fullmatch(text or "")
 	if not match:
 		return None
 	release = tuple(int(part) for part in match.group(1).split("."))

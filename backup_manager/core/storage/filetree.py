@@ -12,7 +12,6 @@ import abc
 import hashlib
 import io
 import logging
-import os
 import posixpath
 import re
 import time
@@ -22,6 +21,7 @@ from datetime import datetime, timezone
 from typing import BinaryIO, TypeVar
 
 from backup_manager.core.errors import ArtifactError, BackupManagerError, ChecksumMismatch, StorageError
+from backup_manager.core.private_files import open_new_private_file, remove_quietly
 from backup_manager.core.storage import (
 	VERIFIED_BY_READ_BACK,
 	VERIFIED_BY_SERVER_HASH,
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024
 PARTIAL_MARKER = ".partial-"
-PARTIAL_PATTERN = re.compile(r"^\..+\.partial-[0-9a-f]{32}$")
+PARTIAL_PATTERN = re.compile(r"\..+\.partial-[0-9a-f]{32}", re.ASCII)
 PROBE_NAME = ".backup-manager-connection-check"
 
 CHECK_FOLDER = "folder"
@@ -62,7 +62,7 @@ class IncompleteWrite(OSError):
 
 def is_partial_name(name: str) -> bool:
 	"""True for the temporary name of a file still being written."""
-	return bool(PARTIAL_PATTERN.match(name))
+	return bool(PARTIAL_PATTERN.fullmatch(name))
 
 
 def partial_name_for(path: str) -> str:
@@ -341,15 +341,14 @@ class FileTreeBackend(StorageBackend):
 	def download_file(self, key: str, local_path: str) -> None:
 		check_key(key)
 		self._prepare()
-		partial = f"{local_path}.download-{uuid.uuid4().hex}"
+		# Opened exclusively, without following symlinks, 0600 (core.private_files); removed on failure.
+		target = open_new_private_file(local_path)
 		try:
-			with self._open_read(self._path(key)) as source, open(partial, "wb") as target:
+			with self._open_read(self._path(key)) as source, target:
 				while chunk := source.read(CHUNK_SIZE):
 					target.write(chunk)
-			os.replace(partial, local_path)
 		except Exception as exc:
-			if os.path.exists(partial):
-				os.remove(partial)
+			remove_quietly(local_path)
 			if isinstance(exc, BackupManagerError):
 				raise
 			raise self._error(exc, "download", key) from exc

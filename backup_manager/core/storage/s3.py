@@ -51,6 +51,7 @@ from backup_manager.core.errors import (
 	ChecksumMismatch,
 	StorageError,
 )
+from backup_manager.core.private_files import open_new_private_file, remove_quietly
 from backup_manager.core.storage import (
 	AMAZON_S3,
 	S3_MAX_DELETE_KEYS,
@@ -819,16 +820,23 @@ class S3Backend(StorageBackend):
 
 	def download_file(self, key: str, local_path: str) -> None:
 		part_size = self.config.multipart_chunksize_mb * MiB
+		# Opened here exclusively, without following symlinks, 0600 (s3transfer's download_file would
+		# open a predictable temporary name next to it with the umask). On failure it is removed.
+		handle = open_new_private_file(local_path)
 		try:
-			# s3transfer writes to a temporary name and renames it only once the object is complete.
-			self.client.download_file(
-				self.config.bucket,
-				key,
-				local_path,
-				Config=_transfer_config(part_size, self.config.max_concurrency),
-			)
+			with handle:
+				self.client.download_fileobj(
+					self.config.bucket,
+					key,
+					handle,
+					Config=_transfer_config(part_size, self.config.max_concurrency),
+				)
 		except (ClientError, BotoCoreError) as exc:
+			remove_quietly(local_path)
 			raise self._storage_error(exc, "download", key) from exc
+		except BaseException:
+			remove_quietly(local_path)
+			raise
 
 	def list_objects(self, prefix: str) -> list[ObjectInfo]:
 		objects = []

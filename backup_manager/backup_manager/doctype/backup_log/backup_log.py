@@ -5,6 +5,7 @@ import frappe
 from frappe import _
 from frappe.model import no_value_fields, table_fields
 from frappe.model.document import Document
+from frappe.utils import cstr, flt
 
 from backup_manager.core.manifest import Manifest
 
@@ -63,6 +64,7 @@ class BackupLog(Document):
 		total_size_human: DF.Data | None
 		traceback: DF.Code | None
 		trigger: DF.Literal["Scheduled", "Manual", "Before Migrate", "CLI"]
+		unrecognised_objects: DF.SmallText | None
 		upload_attempts: DF.Int
 		uploads: DF.Table[BackupLogUpload]
 		with_files: DF.Check
@@ -81,6 +83,11 @@ class BackupLog(Document):
 			and before
 			and before.get(df.fieldname) != self.get(df.fieldname)
 		]
+		changed += [
+			df.label
+			for df in self.meta.get_table_fields()
+			if before and _describe_rows(before.get(df.fieldname)) != _describe_rows(self.get(df.fieldname))
+		]
 		if changed:
 			frappe.throw(
 				_(
@@ -91,3 +98,21 @@ class BackupLog(Document):
 
 	def get_manifest(self) -> Manifest | None:
 		return Manifest.from_json(self.manifest) if self.manifest else None
+
+
+def _describe_rows(rows) -> list[tuple]:
+	"""A child table's rows as their values only, normalised, to compare before and after a save."""
+	described = []
+	for row in rows or []:
+		row = row if hasattr(row, "meta") else frappe._dict(row)
+		fields = row.meta.fields if hasattr(row, "meta") else []
+		described.append(
+			tuple(
+				round(flt(row.get(df.fieldname)), 6)
+				if df.fieldtype in ("Int", "Float", "Check", "Currency", "Percent")
+				else cstr(row.get(df.fieldname))
+				for df in fields
+				if df.fieldtype not in no_value_fields
+			)
+		)
+	return described

@@ -130,3 +130,17 @@ class TestBackupPolicyPermissions(FrappeTestCase):
 		self.assertEqual(
 			frappe.db.count("Backup Log", {"policy": policy.name}), 0, "a refused Backup Now queued a run"
 		)
+
+	def test_policies_and_destinations_cannot_be_shared_even_by_a_system_manager(self):
+		from frappe.share import add as share_add
+
+		from backup_manager.tests.utils import make_policy, make_user
+
+		policy = make_policy("no-share")
+		make_user("bm-sharing-manager@example.com", ["System Manager"])
+		frappe.set_user("bm-sharing-manager@example.com")
+		for doctype in ("Backup Policy", "Backup Destination"):
+			with self.subTest(doctype=doctype):
+				self.assertFalse(frappe.has_permission(doctype, "share"))
+		with self.assertRaises(frappe.PermissionError):
+			share_add("Backup Policy", policy.name, "bm-plain-user@example.com", read=1)

@@ -280,6 +280,10 @@ class BackupRestoreGuide {
 				)}</th></tr></thead><tbody>${app_checks}</tbody></table>
 				<h5>${__("Secrets the commands read from the environment")}</h5>
 				<ul>${env_vars || `<li>${__("none")}</li>`}</ul>
+				<p class="small keep-keys-offsite">${__(
+					"Keep two keys of this site offsite, together and away from the bucket (a password manager or a sealed envelope): backup_manager_manifest_key (BACKUP_MANIFEST_KEY: proves a backup in the bucket was written by this site) and backup_encryption_key (BACKUP_ENCRYPTION_KEY). Both are in sites/{0}/site_config.json; without them a bucket is all that is left and a restore can neither verify nor decrypt it.",
+					[esc(backup.site)]
+				)}</p>
 				<p class="small text-muted">${__(
 					"Run every command from the bench folder, as the bench user. Never interrupt a restore; if a step fails, follow its note and start again."
 				)}</p>

@@ -1,6 +1,7 @@
 import json
 import os
 import sys
+import tempfile
 
 site, new_site = sys.argv[1], sys.argv[2] == "1"
 common_config_path = os.path.join("sites", "common_site_config.json")
@@ -23,8 +24,17 @@ if not (common_config.get("root_password") or site_config.get("root_password")):
 	common_config["root_password"] = root_password
 	added.append("root_password")
 if added:
-	with open(common_config_path, "w") as handle:
-		json.dump(common_config, handle, indent=1, sort_keys=True)
+	# Written to a 0600 temporary file in the same folder, then renamed over the original: never
+	# half-written, and the passwords are never in a file other users can read. The original (and
+	# its mode) comes back from the saved copy after the restore.
+	descriptor, temporary_path = tempfile.mkstemp(dir="sites", prefix=".backup-manager-tmp-")
+	try:
+		with os.fdopen(descriptor, "w") as handle:
+			json.dump(common_config, handle, indent=1, sort_keys=True)
+		os.replace(temporary_path, common_config_path)
+	except BaseException:
+		os.unlink(temporary_path)
+		raise
 	print("Added to sites/common_site_config.json until the restore is done: " + ", ".join(added))
 else:
 	print("sites/common_site_config.json already holds what the restore needs; left unchanged.")

@@ -11,7 +11,7 @@ config_path = os.path.join("sites", site, "site_config.json")
 with open(config_path, encoding="utf-8") as handle:
 	config = json.load(handle)
 config["maintenance_mode"] = state
-descriptor, temporary_path = tempfile.mkstemp(dir=os.path.dirname(config_path), prefix=".site_config.")
+descriptor, temporary_path = tempfile.mkstemp(dir=os.path.dirname(config_path), prefix=".backup-manager-tmp-")
 try:
 	with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
 		json.dump(config, handle, indent=1, sort_keys=True)

@@ -1,8 +1,11 @@
 import json
 import os
+import stat
 import sys
+import tempfile
 
-backup_config_path, site, carry_backup_key = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+backup_config_path, site = sys.argv[1], sys.argv[2]
+carry_backup_key, carry_manifest_key = sys.argv[3] == "1", sys.argv[4] == "1"
 # These describe the original site's own database, not something the restored site needs.
 site_specific_keys = {"db_name", "db_password", "db_type", "db_host", "db_port"}
 with open(backup_config_path) as handle:
@@ -25,10 +28,27 @@ if carry_backup_key:
 	if backup_key and site_config.get("backup_encryption_key") != backup_key:
 		site_config["backup_encryption_key"] = backup_key
 		changed.append("backup_encryption_key")
+if carry_manifest_key:
+	manifest_key = os.environ.get("BACKUP_MANIFEST_KEY")
+	if manifest_key and site_config.get("backup_manager_manifest_key") != manifest_key:
+		site_config["backup_manager_manifest_key"] = manifest_key
+		changed.append("backup_manager_manifest_key")
 
 if changed:
-	with open(site_config_path, "w") as handle:
-		json.dump(site_config, handle, indent=1, sort_keys=True)
+	# Atomic (temporary file in the same folder, then rename), never readable by others while
+	# it holds the keys; the config keeps its mode, without group/other access.
+	mode = stat.S_IMODE(os.stat(site_config_path).st_mode) & 0o700
+	descriptor, temporary_path = tempfile.mkstemp(
+		dir=os.path.dirname(site_config_path), prefix=".backup-manager-tmp-"
+	)
+	try:
+		with os.fdopen(descriptor, "w") as handle:
+			json.dump(site_config, handle, indent=1, sort_keys=True)
+		os.chmod(temporary_path, mode or 0o600)
+		os.replace(temporary_path, site_config_path)
+	except BaseException:
+		os.unlink(temporary_path)
+		raise
 	print("Set in " + site_config_path + ": " + ", ".join(changed))
 else:
 	print(site_config_path + " left unchanged.")
