@@ -114,7 +114,10 @@ def take_app_backup(bench_path: str, site: str, setting: str, offsite: dict | No
 	settle_disk()
 	started = time.perf_counter()
 	log, folder, peak = run_policy_with_peak_rss(bench_path, site)
-	return {"seconds": time.perf_counter() - started, "log": log, "folder": folder, "peak": peak}
+	seconds = time.perf_counter() - started
+	# Read now: the next run's retention (keep last 1) deletes this folder.
+	sizes = {kind: os.path.getsize(path) for kind, path in classify_artifacts(folder).items()}
+	return {"seconds": seconds, "log": log, "folder": folder, "peak": peak, "sizes": sizes}
 
 
 def upload_plain_backup(folder: str, offsite: dict) -> None:
@@ -326,10 +329,7 @@ def run_benchmark(arguments: argparse.Namespace, bench_path: str, site: str) -> 
 		plain_dir = get_plain_backup_dir(bench_path, site)
 		plain_artifacts = classify_artifacts(plain_dir)
 		plain_sizes = {kind: os.path.getsize(path) for kind, path in plain_artifacts.items()}
-		app_sizes = {
-			setting: {kind: os.path.getsize(path) for kind, path in classify_artifacts(run["folder"]).items()}
-			for setting, run in last_app.items()
-		}
+		app_sizes = {setting: run["sizes"] for setting, run in last_app.items()}
 		logs = {setting: get_backup_log(bench_path, site, run["log"]) for setting, run in last_app.items()}
 		phases = (
 			profile_phases(bench_path, site, arguments.profile_rounds) if arguments.profile_rounds > 0 else []

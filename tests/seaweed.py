@@ -233,6 +233,11 @@ class SeaweedServer:
 			"-admin.ui=false",
 			"-s3.port.iceberg=0",
 			"-s3.port.lance=0",
+			# Each bucket is a collection that grows its own volumes. Left to itself, mini allows
+			# free disk / volume size volumes (1 GB each here), which a test run's buckets exhaust
+			# ("No writable volumes"): volume files are sparse, so allow many small ones instead.
+			"-volume.max=500",
+			"-master.volumeSizeLimitMB=64",
 		]
 		arguments += [f"-{name}={port}" for name, port in self.ports.items()]
 		return arguments
