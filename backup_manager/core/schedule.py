@@ -4,7 +4,8 @@ Times are naive datetimes in the site's time zone, like frappe.utils.now_datetim
 `after` is always passed in, never read from the clock.
 """
 
-from datetime import datetime, time
+import hashlib
+from datetime import datetime, time, timedelta
 
 from croniter import croniter
 
@@ -65,3 +66,38 @@ def next_run_after(expression: str, after: datetime) -> datetime:
 def is_due(next_run_at: datetime | None, now: datetime) -> bool:
 	"""A policy is due once its next run time has come; one without a next run time is not."""
 	return next_run_at is not None and next_run_at <= now
+
+
+def start_offset_seconds(site: str, policy: str, window_minutes: int) -> int:
+	"""A stable offset in [0, window) seconds for one policy of one site.
+
+	The same site and policy always get the same offset, so a policy starts at the same time
+	every day, while fifty sites with the same "Daily at 02:00" policy spread over the window.
+	"""
+	if window_minutes <= 0:
+		return 0
+	digest = hashlib.sha256(f"{site}\0{policy}".encode()).digest()
+	return int.from_bytes(digest[:8], "big") % (window_minutes * 60)
+
+
+def validate_start_window(window_minutes: int, expression: str, after: datetime) -> None:
+	"""Raise InvalidPolicy unless the window is shorter than the gap between two scheduled runs."""
+	if window_minutes < 0:
+		raise InvalidPolicy("start_window_minutes", "Start Window cannot be negative. Use 0 to start on time.")
+	if window_minutes == 0:
+		return
+	first = next_run_after(expression, after)
+	gap = next_run_after(expression, first) - first
+	if timedelta(minutes=window_minutes) >= gap:
+		raise InvalidPolicy(
+			"start_window_minutes",
+			f"Start Window ({window_minutes} minutes) must be shorter than the time between two runs "
+			f"({int(gap.total_seconds() // 60)} minutes). Shorten it or run less often.",
+		)
+
+
+def next_start_after(expression: str, after: datetime, *, site: str, policy: str, window_minutes: int) -> datetime:
+	"""The first start strictly after `after`: a scheduled time plus this policy's offset in its window."""
+	offset = timedelta(seconds=start_offset_seconds(site, policy, window_minutes))
+	# start = scheduled + offset > after  <=>  scheduled > after - offset
+	return next_run_after(expression, after - offset) + offset

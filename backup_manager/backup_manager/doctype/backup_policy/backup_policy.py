@@ -60,6 +60,7 @@ class BackupPolicy(Document):
 		partial_backup: DF.Check
 		policy_name: DF.Data
 		recipients: DF.SmallText | None
+		start_window_minutes: DF.Int
 		with_files: DF.Check
 
 	# end: auto-generated types
@@ -71,6 +72,7 @@ class BackupPolicy(Document):
 		if (
 			self.has_value_changed("frequency")
 			or self.has_value_changed("cron_expression")
+			or self.has_value_changed("start_window_minutes")
 			or (self.has_value_changed("backup_time") or not self.next_run_at)
 		):
 			self.next_run_at = self.compute_next_run(now_datetime())
@@ -78,6 +80,9 @@ class BackupPolicy(Document):
 	def validate_schedule(self):
 		try:
 			schedule.cron_expression_for(self.frequency, self.cron_expression or "")
+			schedule.validate_start_window(
+				self.start_window_minutes or 0, self.get_cron_expression(), get_datetime(now_datetime())
+			)
 		except InvalidPolicy as exc:
 			self.throw_invalid(exc)
 
@@ -151,7 +156,14 @@ class BackupPolicy(Document):
 		)
 
 	def compute_next_run(self, after):
-		return schedule.next_run_after(self.get_cron_expression(), get_datetime(after))
+		"""The next start: the schedule's next time, spread inside the Start Window (fixed per site and policy)."""
+		return schedule.next_start_after(
+			self.get_cron_expression(),
+			get_datetime(after),
+			site=frappe.local.site,
+			policy=self.name or self.policy_name,
+			window_minutes=self.start_window_minutes or 0,
+		)
 
 	def get_retention_rules(self) -> RetentionRules:
 		return RetentionRules(
