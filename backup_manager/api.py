@@ -4,16 +4,24 @@ Desk's buttons (Backup Now, Preview Retention, Retry Upload, Verify, Test Connec
 Restore Guide) call these; the doctype controllers hold no whitelisted methods of their own.
 """
 
+import json
+
 import frappe
 from frappe import _
+from werkzeug.wrappers import Response
 
+from backup_manager.core.health import render_prometheus
+from backup_manager.health import get_site_health, issue_monitor_token, to_epoch, to_iso, verify_monitor_token
 from backup_manager.jobs import start_run
 from backup_manager.offsite import retry_upload as queue_upload_retry
 from backup_manager.offsite import test_destination_connection as check_destination
+from backup_manager.overview import get_overview as build_overview
 from backup_manager.permissions import require_backup_admin
+from backup_manager.progress import get_last_progress
 from backup_manager.restore import get_restore_guide as build_guide
 from backup_manager.retention import evaluate_local_retention
 from backup_manager.verification import verify_local_backup
+from backup_manager.watchdog import get_problems as find_watchdog_problems
 
 
 @frappe.whitelist(methods=["POST"])
@@ -86,3 +94,65 @@ def get_existing_doc(doctype: str, name: str):
 	if not name or not frappe.db.exists(doctype, name):
 		frappe.throw(_("{0} {1} does not exist.").format(_(doctype), name), exc=frappe.DoesNotExistError)
 	return frappe.get_doc(doctype, name)
+
+
+# The monitor token travels in its own header: Frappe itself claims `Authorization` (it
+# rejects any Bearer token that is not one of its OAuth tokens before our method runs).
+MONITOR_TOKEN_HEADER = "X-Backup-Manager-Token"
+
+
+@frappe.whitelist(allow_guest=True, methods=["GET"])
+def health(format: str = "json"):
+	"""Backup health for an outside monitor, authenticated by a monitor token in X-Backup-Manager-Token.
+
+	JSON (default): HTTP 200 when every enabled policy is within its alert window and the
+	watchdog found nothing, 503 otherwise. format=prometheus: the same figures as Prometheus
+	text, always HTTP 200 (a failed scrape would hide the figures; alert on backup_manager_healthy).
+	Without a valid token: 401 and nothing else.
+	"""
+	if not verify_monitor_token(frappe.get_request_header(MONITOR_TOKEN_HEADER) or ""):
+		return Response(
+			json.dumps({"error": "A valid monitor token is required in the X-Backup-Manager-Token header."}),
+			status=401,
+			mimetype="application/json",
+		)
+	site_health = get_site_health()
+	if format == "prometheus":
+		return Response(
+			render_prometheus(site_health, to_epoch), status=200, mimetype="text/plain; version=0.0.4"
+		)
+	body = {
+		"site": site_health.site,
+		"healthy": site_health.healthy,
+		"policies": [policy.as_dict(to_iso) for policy in site_health.policies],
+		"problems": [problem.as_dict() for problem in site_health.problems],
+	}
+	return Response(json.dumps(body), status=site_health.http_status, mimetype="application/json")
+
+
+@frappe.whitelist(methods=["POST"])
+def generate_monitor_token(name: str) -> str:
+	"""Make a new secret for a Backup Monitor Token and return it once; the old one stops working."""
+	require_backup_admin()
+	return issue_monitor_token(get_existing_doc("Backup Monitor Token", name).name)
+
+
+@frappe.whitelist()
+def get_overview() -> dict:
+	"""The workspace's picture: every policy's real state, recent runs, and the watchdog's problems."""
+	require_backup_admin()
+	return build_overview()
+
+
+@frappe.whitelist()
+def get_run_progress(backup_log: str) -> dict | None:
+	"""The latest progress snapshot of a running backup (phase, bytes, time left), or None."""
+	require_backup_admin()
+	return get_last_progress(get_existing_doc("Backup Log", backup_log).name)
+
+
+@frappe.whitelist()
+def get_watchdog_problems() -> list[dict]:
+	"""What would stop backups silently on this site (scheduler, workers, stuck runs, disk), with the fix."""
+	require_backup_admin()
+	return [problem.as_dict() for problem in find_watchdog_problems()]

@@ -6,6 +6,7 @@ functions Desk and the scheduler use.
 
 import json
 import sys
+import time
 from contextlib import contextmanager
 
 import click
@@ -40,8 +41,14 @@ def backup_manager():
 
 @backup_manager.command("run")
 @click.option("--policy", required=True, help="Name of the Backup Policy to run")
+@click.option(
+	"--progress-interval",
+	default=10.0,
+	show_default=True,
+	help="Without a terminal: seconds between progress lines (phase changes always print)",
+)
 @pass_context
-def run(context, policy):
+def run(context, policy, progress_interval):
 	"""Run a policy now, in this process; prints the Backup Log and exits non-zero on failure."""
 	import frappe
 
@@ -50,13 +57,46 @@ def run(context, policy):
 	with connected_site(context):
 		if not frappe.db.exists("Backup Policy", policy):
 			fail(f"Backup Policy {policy!r} does not exist. See: bench --site SITE backup-manager policies")
-		log = execute_run(start_run(policy=policy, trigger="CLI", enqueue=False))
+		with progress_display(sys.stdout.isatty(), interval=progress_interval):
+			log = execute_run(start_run(policy=policy, trigger="CLI", enqueue=False))
 		colour = "green" if log.status == "Success" else "red"
 		click.secho(
 			f"{log.name}\t{log.status}\t{log.total_size_human or ''}\t{log.backup_dir or ''}", fg=colour
 		)
 		if log.status != "Success":
 			fail(f"{log.error_class or log.status}: {log.error_message or log.skip_reason or ''}")
+
+
+@contextmanager
+def progress_display(is_tty: bool, *, interval: float):
+	"""Show a run's progress: a redrawn bar on a terminal, plain periodic lines otherwise."""
+	from backup_manager.core.progress import DONE, format_line
+	from backup_manager.progress import add_listener, remove_listener
+
+	state = {"phase": None, "printed_at": 0.0, "drawn": False}
+
+	def show(snapshot: dict):
+		now = time.monotonic()
+		new_phase = snapshot["label"] != state["phase"]
+		if is_tty:
+			if new_phase and state["drawn"]:
+				click.echo("")
+			click.echo("\r" + format_line(snapshot) + "\033[K", nl=False)
+			state["drawn"] = snapshot["phase"] != DONE
+			if snapshot["phase"] == DONE:
+				click.echo("")
+		elif new_phase or now - state["printed_at"] >= interval:
+			click.echo(f"progress: {format_line(snapshot).strip()}")
+			state["printed_at"] = now
+		state["phase"] = snapshot["label"]
+
+	add_listener(show)
+	try:
+		yield
+	finally:
+		remove_listener(show)
+		if is_tty and state["drawn"]:
+			click.echo("")
 
 
 @backup_manager.command("init")
@@ -311,6 +351,76 @@ def restore_plan(context, backup_log, new_site, destination, output_format, prod
 			enable_scheduler=enable_scheduler,
 		)
 		click.echo(render_plan(plan, output_format), nl=False)
+
+
+@backup_manager.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON")
+def status(as_json):
+	"""Every site of this bench: its policies, last status, age of the last success, next run (no --site)."""
+	from frappe.utils import get_sites
+
+	from backup_manager.core.progress import format_duration
+
+	report = []
+	for site in sorted(get_sites()):
+		report.append(read_site_status(site))
+	if as_json:
+		click.echo(json.dumps(report, default=str, indent=1))
+		return
+	rows = [("SITE", "POLICY", "ENABLED", "LAST STATUS", "LAST SUCCESS", "NEXT RUN", "HEALTH")]
+	for entry in report:
+		if entry.get("error"):
+			rows.append((entry["site"], "-", "-", "-", "-", "-", entry["error"]))
+			continue
+		for policy in entry["policies"]:
+			age = policy["last_success_age_seconds"]
+			rows.append(
+				(
+					entry["site"],
+					policy["policy"],
+					"yes" if policy["enabled"] else "no",
+					policy["last_status"] or "never run",
+					f"{format_duration(age)} ago" if age is not None else "never",
+					policy["next_run_at"] or "-",
+					"ok" if policy["healthy"] else f"ALERT: {policy['reason']}",
+				)
+			)
+	widths = [max(len(str(row[index])) for row in rows) for index in range(len(rows[0]))]
+	for row in rows:
+		click.echo(
+			"  ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
+		)
+	for entry in report:
+		for problem in entry.get("problems", []):
+			click.secho(f"{entry['site']}: {problem['message']} Fix: {problem['fix']}", fg="red", err=True)
+
+
+def read_site_status(site: str) -> dict:
+	"""One site's health for `status`: its policies, or why it could not be read."""
+	import frappe
+
+	try:
+		frappe.init(site=site)
+		frappe.connect()
+	except Exception as exc:
+		frappe.destroy()
+		return {"site": site, "error": f"cannot connect: {exc}"}
+	try:
+		if "backup_manager" not in frappe.get_installed_apps():
+			return {"site": site, "error": "Backup Manager is not installed", "policies": []}
+		from backup_manager.health import get_site_health, to_iso
+
+		site_health = get_site_health()
+		return {
+			"site": site,
+			"healthy": site_health.healthy,
+			"policies": [policy.as_dict(to_iso) for policy in site_health.policies],
+			"problems": [problem.as_dict() for problem in site_health.problems],
+		}
+	except Exception as exc:
+		return {"site": site, "error": f"cannot read: {exc}", "policies": []}
+	finally:
+		frappe.destroy()
 
 
 commands = [backup_manager]

@@ -14,16 +14,20 @@ from frappe.utils import now_datetime
 
 from backup_manager.core.compression import find_compressor
 from backup_manager.local_backup import BackupRequest, take_backup
-from backup_manager.locks import is_policy_locked, policy_lock
+from backup_manager.locks import is_policy_locked, policy_lock, run_slot
 from backup_manager.notifications import notify_run, send_missed_backup_alerts
 from backup_manager.offsite import get_policy_destinations, retry_due_uploads, start_uploads, upload_log
+from backup_manager.progress import make_reporter
 from backup_manager.reaper import reap_dead_runs
 from backup_manager.retention import apply_local_retention
 from backup_manager.run_log import (
 	ACTIVE_STATUSES,
+	SLOT_WAIT_ALLOWANCE_SECONDS,
+	WAITING_FOR_SLOT,
 	estimate_job_timeout,
 	finish_log,
 	insert_log,
+	last_backup_sizes,
 	record_compressor,
 	record_failure,
 	record_local_backup,
@@ -96,7 +100,8 @@ def start_run(*, policy: str, trigger: str, enqueue: bool = True):
 		frappe.enqueue(
 			RUN_JOB,
 			queue="long",
-			timeout=estimate_job_timeout(policy),
+			# A run may first wait for a bench-wide slot (locks.run_slot) before its own work.
+			timeout=estimate_job_timeout(policy) + SLOT_WAIT_ALLOWANCE_SECONDS,
 			job_id=run_job_id(log.name),
 			deduplicate=True,
 			enqueue_after_commit=True,
@@ -124,7 +129,13 @@ def execute_run(log):
 			log.finished_at = now_datetime()
 			save_log(log)
 			return log
-		run_locked(log, frappe.get_doc("Backup Policy", log.policy))
+
+		def show_waiting():
+			log.status = WAITING_FOR_SLOT
+			save_log(log)
+
+		with run_slot(log.name, log.policy, log.queued_at, on_wait=show_waiting):
+			run_locked(log, frappe.get_doc("Backup Policy", log.policy))
 	return log
 
 
@@ -137,13 +148,13 @@ def run_locked(log, policy):
 	log.with_files = policy.with_files
 	save_log(log)
 	update_policy_status(policy.name, log)
-
+	reporter = make_reporter(log.name)
 	uploads = {}
 	try:
 		compressor = find_compressor(policy.compression)
 		record_compressor(log, compressor)
 		# Uploads start while the backup is still being written (local_backup hands them each artifact).
-		uploads = start_uploads(log, policy)
+		uploads = start_uploads(log, policy, reporter)
 		backup_dir, manifest = take_backup(
 			BackupRequest(
 				backup_id=log.backup_id,
@@ -153,20 +164,24 @@ def run_locked(log, policy):
 				include_doctypes=policy.get_include_doctypes(),
 				exclude_doctypes=policy.get_exclude_doctypes(),
 				compressor=compressor,
+				expected_sizes=last_backup_sizes(policy.name),
 			),
 			receivers=list(uploads.values()),
+			reporter=reporter,
 		)
 	except Exception as exc:
 		frappe.db.rollback()
+		reporter.finish()
 		record_failure(log, exc)
 		notify_run(policy, log)
 		return
 
 	record_local_backup(log, backup_dir, manifest)
 	if uploads or get_policy_destinations(policy):
-		upload_log(log, policy, uploads)
+		upload_log(log, policy, uploads, reporter)
 	else:
 		finish_log(log, "Success")
+	reporter.finish()
 	apply_retention_after_run(policy)
 	notify_run(policy, log)
 

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import frappe
+from frappe import _
 from frappe.utils.backups import BackupGenerator, get_or_generate_backup_encryption_key
 
-from backup_manager.core import checksums
+from backup_manager.core import checksums, progress
 from backup_manager.core.compression import Compressor, compressor_as_gzip, find_compressor
 from backup_manager.core.encryption import encrypt_file_in_place, is_gpg_encrypted
 from backup_manager.core.errors import ArtifactError
@@ -40,7 +41,9 @@ from backup_manager.core.manifest import (
 	Manifest,
 )
 from backup_manager.core.private_files import FOLDER_MODE, restrict_tree
+from backup_manager.core.progress import ProgressReporter
 from backup_manager.manifest_key import sign
+from backup_manager.progress import watch_folder
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -55,6 +58,8 @@ class BackupRequest:
 	exclude_doctypes: list[str] = field(default_factory=list)
 	# None: pigz or gzip at the default level (core.compression.find_compressor).
 	compressor: Compressor | None = None
+	# The previous backup's artifact sizes by kind: the progress estimate while the new one is written.
+	expected_sizes: dict[str, int] = field(default_factory=dict)
 
 
 class ArtifactReceiver(Protocol):
@@ -85,11 +90,16 @@ def is_inside_backup_root(path: str) -> bool:
 	return os.path.dirname(os.path.realpath(path)) == root
 
 
-def take_backup(request: BackupRequest, receivers: Sequence[ArtifactReceiver] = ()) -> tuple[str, Manifest]:
+def take_backup(
+	request: BackupRequest,
+	receivers: Sequence[ArtifactReceiver] = (),
+	reporter: ProgressReporter | None = None,
+) -> tuple[str, Manifest]:
 	"""Take a database (+ files + site config) backup; return its folder and manifest.
 
 	`receivers` get the dump (and the site config) as soon as they are checked and hashed,
 	while the tars are still being written; they have read them before the folder is renamed.
+	`reporter` (optional) is told the phases (dump, files, checks) and their bytes.
 	"""
 	final_dir = get_backup_dir(request.backup_id)
 	work_dir = final_dir + PARTIAL_SUFFIX
@@ -102,7 +112,7 @@ def take_backup(request: BackupRequest, receivers: Sequence[ArtifactReceiver] = 
 	os.mkdir(work_dir, FOLDER_MODE)
 	try:
 		os.chmod(work_dir, FOLDER_MODE)
-		manifest = _write_artifacts(request, work_dir, receivers)
+		manifest = _write_artifacts(request, work_dir, receivers, reporter)
 		for receiver in receivers:
 			receiver.wait()
 		restrict_tree(work_dir)
@@ -133,8 +143,11 @@ def make_backup_generator(request: BackupRequest, work_dir: str) -> BackupGenera
 	return generator
 
 
-def _write_artifacts(
-	request: BackupRequest, work_dir: str, receivers: Sequence[ArtifactReceiver]
+def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
+	request: BackupRequest,
+	work_dir: str,
+	receivers: Sequence[ArtifactReceiver],
+	reporter: ProgressReporter | None = None,
 ) -> Manifest:
 	encrypt = bool(frappe.get_system_settings("encrypt_backup"))
 	# Read in the main thread: frappe.local is not visible from the worker threads below.
@@ -143,17 +156,25 @@ def _write_artifacts(
 	# Checking and hashing run two files at a time beside the tar writing: hashlib and zlib
 	# release the GIL, and tar is another process.
 	with ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup-manager-hash") as pool:
+		checks_label = _("checks")
+		checked = reporter.counter(checks_label) if reporter else None
 
 		def inspect(kind: str, path: str, hand_over: bool = False) -> Future:
 			future = pool.submit(inspect_artifact, kind, path, passphrase)
+			if checked:
+				future.add_done_callback(lambda done: _count_checked(done, checked))
 			if hand_over and receivers:
 				future.add_done_callback(lambda done: _hand_over(done, path, receivers))
 			return future
 
+		expected = request.expected_sizes
 		with frappe_encryption_suppressed():
 			generator = make_backup_generator(request, work_dir)
 			with compressor_as_gzip(compressor):
-				generator.take_dump()
+				if reporter:
+					reporter.start_phase(progress.DUMP, expected.get(DATABASE, 0), label=_("database dump"))
+				with watch_folder(reporter, work_dir):
+					generator.take_dump()
 				_check_written(DATABASE, generator.backup_path_db)
 				futures = [inspect(DATABASE, generator.backup_path_db, hand_over=True)]
 				generator.copy_site_config()
@@ -161,7 +182,16 @@ def _write_artifacts(
 				remove_manifest_key(generator.backup_path_conf)
 				futures.append(inspect(SITE_CONFIG, generator.backup_path_conf, hand_over=True))
 				if request.with_files:
-					generator.backup_files()
+					if reporter:
+						reporter.start_phase(
+							progress.FILES,
+							expected.get(PUBLIC_FILES, 0) + expected.get(PRIVATE_FILES, 0),
+							label=_("files"),
+						)
+					with watch_folder(
+						reporter, work_dir, skip=(generator.backup_path_db, generator.backup_path_conf)
+					):
+						generator.backup_files()
 		if request.with_files:
 			for kind, path in (
 				(PUBLIC_FILES, generator.backup_path_files),
@@ -169,6 +199,13 @@ def _write_artifacts(
 			):
 				_check_written(kind, path)
 				futures.append(inspect(kind, path))
+		if reporter:
+			written = [generator.backup_path_db, generator.backup_path_conf]
+			if request.with_files:
+				written += [generator.backup_path_files, generator.backup_path_private_files]
+			reporter.start_phase(
+				progress.CHECKS, sum(os.path.getsize(path) for path in written), label=checks_label
+			)
 		artifacts = [future.result() for future in futures]
 
 	return sign(
@@ -191,6 +228,11 @@ def _write_artifacts(
 def _check_written(kind: str, path: str) -> None:
 	if not path or not os.path.isfile(path):
 		raise ArtifactError(f"The {kind} artifact was not written")
+
+
+def _count_checked(done: Future, checked) -> None:
+	if not done.cancelled() and done.exception() is None:
+		checked(done.result().size)
 
 
 def _hand_over(done: Future, path: str, receivers: Sequence[ArtifactReceiver]) -> None:

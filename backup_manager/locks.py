@@ -6,10 +6,18 @@ worker was killed from one still working.
 """
 
 import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from zoneinfo import ZoneInfo
 
 import frappe
-from frappe.utils import cint
+from frappe.utils import cint, get_bench_id, get_datetime, get_system_timezone, now_datetime
+from frappe.utils.background_jobs import get_redis_connection_without_auth
+
+from backup_manager.core import slots
 
 
 def policy_lock_name(policy: str) -> str:
@@ -41,3 +49,96 @@ def policy_lock(policy: str):
 		yield True
 	finally:
 		release_policy_lock(policy)
+
+
+# --- Bench-wide run slots ---------------------------------------------------------------
+# At most `backup_manager_max_concurrent_runs` runs (common_site_config.json; default one per
+# two cores) hold a slot at once, across every site of the bench and every worker machine.
+# A slot is a MariaDB named lock: named locks are server-wide (not scoped by database), and
+# every site and worker of a bench talks to the same MariaDB server. Runs waiting for a slot
+# queue in a Redis sorted set on the bench's RQ Redis (shared by all its workers), ordered by
+# the time they were queued; a waiting run that died is dropped from it because its policy
+# lock (held for the whole run, waiting included) is free.
+
+SLOT_POLL_SECONDS = 2.0
+
+
+def bench_id() -> str:
+	"""This bench as RQ knows it (bench_id in common_site_config.json, else its path), hashed to fit
+	MariaDB's 64-character lock names: the same on every worker machine that shares its queues."""
+	return hashlib.sha256(get_bench_id().encode()).hexdigest()[:12]
+
+
+def get_max_concurrent_runs() -> int:
+	return slots.max_concurrent_runs(frappe.conf.get("backup_manager_max_concurrent_runs"), os.cpu_count())
+
+
+def slot_lock_name(index: int) -> str:
+	return f"backup_manager_slot_{bench_id()}_{index}"
+
+
+def waiting_key() -> str:
+	return f"backup_manager:waiting_runs:{bench_id()}"
+
+
+@contextmanager
+def run_slot(log_name: str, policy: str, queued_at, on_wait: Callable[[], None]):
+	"""Hold one of the bench's run slots for the block, waiting in queue order for it.
+
+	The caller holds the policy lock. `on_wait` is called once if the run has to wait.
+	"""
+	connection = get_redis_connection_without_auth()
+	member = json.dumps([frappe.local.site, log_name, policy_lock_name(policy)])
+	connection.zadd(waiting_key(), {member: queued_epoch(queued_at)}, nx=True)
+	slot = None
+	try:
+		waited = False
+		while slot is None:
+			slot = take_free_slot(connection, member, get_max_concurrent_runs())
+			if slot is None:
+				if not waited:
+					on_wait()
+					waited = True
+				time.sleep(SLOT_POLL_SECONDS)
+	finally:
+		connection.zrem(waiting_key(), member)
+	try:
+		yield slot
+	finally:
+		frappe.db.sql("SELECT RELEASE_LOCK(%s)", slot_lock_name(slot))
+
+
+def take_free_slot(connection, member: str, limit: int) -> int | None:
+	"""Take a free slot if it is this run's turn; the slot's index, or None."""
+	waiting = [
+		entry.decode() if isinstance(entry, bytes) else entry
+		for entry in connection.zrange(waiting_key(), 0, -1)
+	]
+	live = []
+	for entry in waiting:
+		if entry == member or is_lock_used(json.loads(entry)[2]):
+			live.append(entry)
+		else:  # its run died while waiting: its policy lock went with its connection
+			connection.zrem(waiting_key(), entry)
+	free = [index for index in range(limit) if not is_lock_used(slot_lock_name(index))]
+	if not slots.may_take_slot(live, member, len(free)):
+		return None
+	for index in free:
+		if cint(frappe.db.sql("SELECT GET_LOCK(%s, 0)", slot_lock_name(index))[0][0]) == 1:
+			return index
+	return None
+
+
+def is_lock_used(name: str) -> bool:
+	return frappe.db.sql("SELECT IS_USED_LOCK(%s)", name)[0][0] is not None
+
+
+def queued_epoch(queued_at) -> float:
+	"""A run's queued time as Unix time, comparable across sites in different time zones."""
+	moment = get_datetime(queued_at) if queued_at else now_datetime()
+	return moment.replace(tzinfo=ZoneInfo(get_system_timezone())).timestamp()
+
+
+def running_slot_count() -> int:
+	"""How many of the bench's slots are held now."""
+	return sum(is_lock_used(slot_lock_name(index)) for index in range(get_max_concurrent_runs()))

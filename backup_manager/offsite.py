@@ -11,8 +11,9 @@ import frappe
 from frappe import _
 from frappe.utils import cint, now_datetime
 
-from backup_manager.core import offsite, outcome
+from backup_manager.core import offsite, outcome, progress
 from backup_manager.core.manifest import Manifest
+from backup_manager.core.progress import ProgressReporter
 from backup_manager.locks import policy_lock
 from backup_manager.manifest_key import get_manifest_key, sign
 from backup_manager.notifications import notify_run
@@ -33,18 +34,24 @@ def get_policy_destinations(policy) -> list:
 	]
 
 
-def start_uploads(log, policy) -> dict:
+def start_uploads(log, policy, reporter: ProgressReporter | None = None) -> dict:
 	"""Open an upload of the log's backup to every enabled destination of the policy, before it is taken.
 
 	The local backup hands each artifact to them as soon as it is checked and hashed
 	(local_backup.take_backup); upload_log finishes them. Empty when there is no destination.
+	`reporter` (optional) counts each destination's bytes from the start.
 	"""
 	return {
-		destination.name: open_upload(destination, log) for destination in get_policy_destinations(policy)
+		destination.name: open_upload(destination, log, reporter)
+		for destination in get_policy_destinations(policy)
 	}
 
 
-def open_upload(destination, log) -> offsite.BackupUpload:
+def upload_label(destination_name: str) -> str:
+	return _("upload to {0}").format(destination_name)
+
+
+def open_upload(destination, log, reporter: ProgressReporter | None = None) -> offsite.BackupUpload:
 	"""A BackupUpload to one destination; one that cannot even start reports every artifact failed."""
 	try:
 		backend = destination.get_backend()
@@ -63,13 +70,15 @@ def open_upload(destination, log) -> offsite.BackupUpload:
 		site=log.site,
 		backup_id=log.backup_id,
 		max_workers=max(1, min(cint(destination.max_concurrency) or 2, MAX_FILES_IN_FLIGHT)),
+		progress=reporter.counter(upload_label(destination.name)) if reporter else None,
 	)
 
 
-def upload_log(log, policy, uploads: dict | None = None) -> str:
+def upload_log(log, policy, uploads: dict | None = None, reporter: ProgressReporter | None = None) -> str:
 	"""Upload a log's backup to every destination not yet complete; set and return its status.
 
 	`uploads` (from start_uploads) may already hold artifacts in flight; the rest start here.
+	`reporter` (optional) gets one upload phase per destination with the bytes sent.
 	"""
 	destinations = get_policy_destinations(policy)
 	# Signed again for logs written before manifests were signed; the signature of a signed one is unchanged.
@@ -85,7 +94,9 @@ def upload_log(log, policy, uploads: dict | None = None) -> str:
 		upload = uploads.pop(destination.name, None)
 		if outcome.destination_complete(log.uploads, destination.name):
 			continue
-		upload = upload or open_upload(destination, log)
+		if reporter:
+			reporter.start_phase(progress.UPLOAD, manifest.total_size, label=upload_label(destination.name))
+		upload = upload or open_upload(destination, log, reporter)
 		record_uploads(log, destination.name, upload.finish(manifest, log.backup_dir))
 	for upload in uploads.values():
 		# A destination removed from the policy meanwhile: nothing of it is recorded.

@@ -16,14 +16,14 @@ from backup_manager.core import outcome
 from backup_manager.local_backup import PARTIAL_SUFFIX, get_backup_dir
 from backup_manager.locks import is_policy_locked
 from backup_manager.notifications import notify_run
-from backup_manager.run_log import ACTIVE_STATUSES, finish_log, run_job_id
+from backup_manager.run_log import ACTIVE_STATUSES, WAITING_FOR_SLOT, finish_log, run_job_id
 
 # A queued run whose RQ job has vanished (Redis flushed, worker pool gone) is failed after this.
 LOST_QUEUED_RUN_MINUTES = 30
 
 
 def reap_dead_runs(now: datetime | None = None):
-	"""Fail runs whose process died: Running without the policy lock, or Queued with no RQ job."""
+	"""Fail runs whose process died: Running or Waiting without the policy lock, or Queued with no RQ job."""
 	now = now or now_datetime()
 	for log_name, policy, status, queued_at in frappe.get_all(
 		"Backup Log",
@@ -44,6 +44,12 @@ def why_run_is_dead(log_name: str, policy: str, status: str, queued_at: datetime
 		return _(
 			"The run stopped without finishing: its worker was killed, crashed or hit the job timeout. "
 			"Its unfinished files were deleted."
+		)
+	if status == WAITING_FOR_SLOT:
+		# A waiting run holds its policy lock while it waits, so a free lock means its worker died.
+		return _(
+			"The run stopped while waiting for a bench-wide run slot: its worker was killed or hit the "
+			"job timeout. Raise backup_manager_max_concurrent_runs or add workers if runs wait long."
 		)
 	if queued_at > add_to_date(now, minutes=-LOST_QUEUED_RUN_MINUTES) or is_run_job_queued(log_name):
 		return ""

@@ -14,7 +14,10 @@ from frappe.utils import cint, now_datetime, time_diff_in_seconds
 
 from backup_manager.core.checksums import format_size
 
-ACTIVE_STATUSES = ("Queued", "Running", "Uploading")
+WAITING_FOR_SLOT = "Waiting for a slot"
+ACTIVE_STATUSES = ("Queued", WAITING_FOR_SLOT, "Running", "Uploading")
+# How long a queued run may wait for a bench-wide run slot before RQ's timeout stops it.
+SLOT_WAIT_ALLOWANCE_SECONDS = 12 * 60 * 60
 MIN_JOB_TIMEOUT_SECONDS = 2 * 60 * 60
 # Generous floor for throughput when sizing a job timeout from the previous backup: 5 MiB/s.
 TIMEOUT_BYTES_PER_SECOND = 5 * 1024 * 1024
@@ -35,10 +38,33 @@ def run_job_id(log_name: str) -> str:
 
 def estimate_job_timeout(policy: str) -> int:
 	"""Size the RQ timeout from the policy's last backup, so a multi-GB backup is never killed."""
-	last_size = frappe.db.get_value(
-		"Backup Log", {"policy": policy, "status": "Success"}, "total_size", order_by="started_at desc"
+	return max(MIN_JOB_TIMEOUT_SECONDS, 3 * last_backup_size(policy) // TIMEOUT_BYTES_PER_SECOND)
+
+
+def last_backup_size(policy: str) -> int:
+	"""The size of the policy's last successful backup (0 if none): the estimate for the next one."""
+	return cint(
+		frappe.db.get_value(
+			"Backup Log", {"policy": policy, "status": "Success"}, "total_size", order_by="started_at desc"
+		)
 	)
-	return max(MIN_JOB_TIMEOUT_SECONDS, 3 * cint(last_size) // TIMEOUT_BYTES_PER_SECOND)
+
+
+def last_backup_sizes(policy: str) -> dict[str, int]:
+	"""The artifact sizes by kind of the policy's last successful backup: the progress estimate for the next."""
+	last = frappe.db.get_value(
+		"Backup Log", {"policy": policy, "status": "Success"}, "name", order_by="started_at desc"
+	)
+	if not last:
+		return {}
+	return {
+		row.kind: cint(row.size)
+		for row in frappe.get_all(
+			"Backup Log Artifact",
+			filters={"parent": last, "parenttype": "Backup Log"},
+			fields=["kind", "size"],
+		)
+	}
 
 
 def insert_log(log):

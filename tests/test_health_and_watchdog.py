@@ -74,7 +74,9 @@ class TestPolicyHealth(unittest.TestCase):
 		self.assertEqual(health.evaluate_site("s", [good], [problem], NOW).http_status, 503)
 
 
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\} (\S+)$')
+SAMPLE = re.compile(
+	r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\} (\S+)$'
+)
 
 
 class TestPrometheusText(unittest.TestCase):
@@ -122,7 +124,9 @@ class TestWatchdog(unittest.TestCase):
 		self.assertEqual(self.checks(), [])
 
 	def test_each_condition_is_found_with_a_fix(self):
-		self.assertEqual(self.checks(scheduler_inactive=True, scheduler_reason="disabled"), ["scheduler_disabled"])
+		self.assertEqual(
+			self.checks(scheduler_inactive=True, scheduler_reason="disabled"), ["scheduler_disabled"]
+		)
 		self.assertEqual(self.checks(long_queue_workers=0), ["no_long_worker"])
 		self.assertEqual(self.checks(oldest_queued_minutes=20, queued_runs=2), ["runs_stuck_in_queue"])
 		self.assertEqual(self.checks(oldest_queued_minutes=5, queued_runs=2), [])

@@ -71,8 +71,22 @@ class TestProgressReporter(unittest.TestCase):
 			thread.join()
 		self.assertEqual(self.reporter.snapshot().done_bytes, 20000)
 
+	def test_work_counted_before_its_phase_counts_as_done_when_the_phase_starts(self):
+		upload = self.reporter.counter("upload to s3")
+		self.reporter.start_phase(progress.DUMP, 1000, label="dump")
+		upload(300)  # the dump's upload started early: it does not move the dump's figures
+		self.assertEqual(self.reporter.snapshot().done_bytes, 0)
+		self.reporter.start_phase(progress.UPLOAD, 1000, label="upload to s3")
+		self.assertEqual(self.events[-1].done_bytes, 300)
+		self.clock.now += 2
+		upload(200)
+		self.assertEqual(self.events[-1].done_bytes, 500)
+		self.assertEqual(self.events[-1].percent, 50.0)
+
 	def test_line_shows_bar_bytes_and_eta(self):
-		snapshot = progress.describe(phase="upload", label="upload s3", done=512, total=1024, rate=64.0, elapsed=8)
+		snapshot = progress.describe(
+			phase="upload", label="upload s3", done=512, total=1024, rate=64.0, elapsed=8
+		)
 		line = progress.format_line(snapshot, width=10)
 		self.assertIn("[#####.....]  50.0%", line)
 		self.assertIn("512 B / 1.0 KiB", line)

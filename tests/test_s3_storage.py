@@ -199,6 +199,22 @@ class TestUploadAndVerify(SeaweedTestCase):
 		self.assertEqual(base64.b64decode(head["ChecksumSHA256"]).hex(), sha256)
 		self.assertEqual(head["Metadata"]["sha256"], sha256)
 
+	def test_upload_reports_progress_that_adds_up_to_the_file_size(self):
+		size = 11 * MiB + 7  # 5 MiB parts, sent by several transfer threads
+		path, sha256 = write_random_file(self.directory, "progress", size)
+		reported = []
+		lock = threading.Lock()
+
+		def record(byte_count):
+			with lock:
+				reported.append(byte_count)
+
+		self.backend(multipart_chunksize_mb=5).upload_file(
+			path, self.key("progress.tar"), size=size, sha256=sha256, progress=record
+		)
+		self.assertGreater(len(reported), 3)
+		self.assertEqual(sum(reported), size)
+
 	def test_multipart_upload_is_verified_by_part_checksums_and_leaves_no_unfinished_upload(self):
 		size = 12 * MiB + 5  # 5 MiB parts: 3 parts
 		path, sha256 = write_random_file(self.directory, "multi", size)

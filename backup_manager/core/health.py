@@ -109,14 +109,18 @@ def evaluate_policy(facts: PolicyFacts, now: datetime) -> PolicyHealth:
 		return PolicyHealth(facts, age, True, "disabled")
 	reference = facts.last_success_at or facts.watching_since
 	if now - reference <= facts.window:
-		return PolicyHealth(facts, age, True, "ok" if facts.last_success_at else "no backup yet, within window")
+		return PolicyHealth(
+			facts, age, True, "ok" if facts.last_success_at else "no backup yet, within window"
+		)
 	hours = facts.window.total_seconds() / 3600
 	if facts.last_success_at:
 		return PolicyHealth(facts, age, False, f"last success is older than {hours:g} hours")
 	return PolicyHealth(facts, age, False, f"no successful backup in {hours:g} hours")
 
 
-def evaluate_site(site: str, policies: Iterable[PolicyFacts], problems: list[Problem], now: datetime) -> SiteHealth:
+def evaluate_site(
+	site: str, policies: Iterable[PolicyFacts], problems: list[Problem], now: datetime
+) -> SiteHealth:
 	return SiteHealth(site, [evaluate_policy(facts, now) for facts in policies], list(problems))
 
 
@@ -124,17 +128,29 @@ def evaluate_site(site: str, policies: Iterable[PolicyFacts], problems: list[Pro
 
 METRICS = (
 	("backup_manager_up", "1 when the health endpoint answered."),
-	("backup_manager_healthy", "1 when every enabled policy is within its alert window and the watchdog found nothing."),
+	(
+		"backup_manager_healthy",
+		"1 when every enabled policy is within its alert window and the watchdog found nothing.",
+	),
 	("backup_manager_watchdog_problem", "1 for each watchdog check that found a problem."),
 	("backup_manager_policy_enabled", "1 when the policy is enabled."),
-	("backup_manager_policy_healthy", "1 when the policy is disabled or its last success is within its alert window."),
+	(
+		"backup_manager_policy_healthy",
+		"1 when the policy is disabled or its last success is within its alert window.",
+	),
 	("backup_manager_last_success_timestamp_seconds", "Unix time of the policy's last successful backup."),
 	("backup_manager_last_success_age_seconds", "Seconds since the policy's last successful backup."),
-	("backup_manager_alert_window_seconds", "How old the last success may be before the policy is unhealthy."),
+	(
+		"backup_manager_alert_window_seconds",
+		"How old the last success may be before the policy is unhealthy.",
+	),
 	("backup_manager_last_backup_size_bytes", "Size of the policy's last successful backup."),
 	("backup_manager_last_backup_duration_seconds", "Duration of the policy's last successful run."),
 	("backup_manager_failures_since_success", "Failed runs of the policy since its last success."),
-	("backup_manager_last_verified_restore_timestamp_seconds", "Unix time of the policy's last verified restore."),
+	(
+		"backup_manager_last_verified_restore_timestamp_seconds",
+		"Unix time of the policy's last verified restore.",
+	),
 	("backup_manager_next_run_timestamp_seconds", "Unix time of the policy's next scheduled run."),
 )
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -176,7 +192,10 @@ def render_prometheus(health: SiteHealth, epoch: Callable[[datetime], float]) ->
 
 		add("backup_manager_policy_enabled", facts.enabled)
 		add("backup_manager_policy_healthy", policy.healthy)
-		add("backup_manager_last_success_timestamp_seconds", facts.last_success_at and epoch(facts.last_success_at))
+		add(
+			"backup_manager_last_success_timestamp_seconds",
+			facts.last_success_at and epoch(facts.last_success_at),
+		)
 		add("backup_manager_last_success_age_seconds", policy.age_seconds)
 		add("backup_manager_alert_window_seconds", facts.window.total_seconds())
 		add("backup_manager_last_backup_size_bytes", facts.last_size_bytes)

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -147,7 +147,8 @@ class BackupUpload:
 	added yet, waits for every upload and writes the manifest only if every artifact verified.
 	At most `max_workers` files are in flight, each streamed in bounded parts by the backend, so
 	memory stays bounded whatever the backup size. A destination that could not even start
-	(`error`) reports every artifact failed.
+	(`error`) reports every artifact failed. `progress` (optional) is called with the bytes sent
+	as they go, from the transfer threads.
 	"""
 
 	def __init__(
@@ -159,8 +160,10 @@ class BackupUpload:
 		backup_id: str,
 		max_workers: int = DEFAULT_UPLOAD_WORKERS,
 		error: str = "",
+		progress: Callable[[int], None] | None = None,
 	):
 		self.backend = backend
+		self.progress = progress
 		self.prefix = prefix
 		self.site = site
 		self.backup_id = backup_id
@@ -179,7 +182,14 @@ class BackupUpload:
 			if self._pool is None or artifact.kind in self._futures:
 				return
 			self._futures[artifact.kind] = self._pool.submit(
-				_upload_artifact, self.backend, artifact, path, self.prefix, self.site, self.backup_id
+				_upload_artifact,
+				self.backend,
+				artifact,
+				path,
+				self.prefix,
+				self.site,
+				self.backup_id,
+				self.progress,
 			)
 
 	def wait(self) -> None:
@@ -247,16 +257,28 @@ def upload_backup(
 	prefix: str,
 	site: str,
 	max_workers: int = DEFAULT_UPLOAD_WORKERS,
+	progress: Callable[[int], None] | None = None,
 ) -> list[ArtifactUploadResult]:
 	"""Upload and verify every artifact, then the manifest last; report each, never raise for one."""
 	upload = BackupUpload(
-		backend, prefix=prefix, site=site, backup_id=manifest.backup_id, max_workers=max_workers
+		backend,
+		prefix=prefix,
+		site=site,
+		backup_id=manifest.backup_id,
+		max_workers=max_workers,
+		progress=progress,
 	)
 	return upload.finish(manifest, local_dir)
 
 
 def _upload_artifact(
-	backend: StorageBackend, artifact: Artifact, path: str, prefix: str, site: str, backup_id: str
+	backend: StorageBackend,
+	artifact: Artifact,
+	path: str,
+	prefix: str,
+	site: str,
+	backup_id: str,
+	progress: Callable[[int], None] | None = None,
 ) -> ArtifactUploadResult:
 	key = layout.object_key(prefix, site, backup_id, artifact.file_name)
 	started = time.monotonic()
@@ -267,6 +289,7 @@ def _upload_artifact(
 			size=artifact.size,
 			sha256=artifact.sha256,
 			metadata={"backup-id": backup_id, "kind": artifact.kind},
+			progress=progress,
 		)
 	except Exception as exc:
 		error = _describe_failure(exc)

@@ -62,13 +62,32 @@ class ProgressReporter:
 		self._rate: float | None = None
 		self._rate_sample_at = self._phase_started
 		self._rate_sample_done = 0
+		self._counts: dict[str, int] = {}
+
+	def counter(self, label: str) -> Callable[[int], None]:
+		"""A byte counter for work that may run before or beside its phase (an upload that starts
+		while the backup is still being written): it counts all along, and drives the reported
+		figures while the phase with this label is the current one."""
+
+		def count(byte_count: int) -> None:
+			with self._lock:
+				self._counts[label] = self._counts.get(label, 0) + int(byte_count)
+				if label != self._label:
+					return
+			self._update(lambda: self._counts.get(label, 0))
+
+		return count
 
 	def start_phase(self, phase: str, total_bytes: int = 0, label: str = "") -> None:
-		"""Begin a phase (always emitted); `total_bytes` 0 means unknown."""
+		"""Begin a phase (always emitted); `total_bytes` 0 means unknown.
+
+		Bytes already counted under the same label (work that started early, see `counter`)
+		count as done.
+		"""
 		with self._lock:
 			now = self._clock()
 			self._phase, self._label = phase, label or phase
-			self._done, self._total = 0, max(0, int(total_bytes))
+			self._done, self._total = self._counts.get(self._label, 0), max(0, int(total_bytes))
 			self._phase_started = self._rate_sample_at = now
 			self._rate_sample_done = 0
 			self._rate = None
@@ -130,7 +149,9 @@ class ProgressReporter:
 		)
 
 
-def describe(*, phase: str, label: str, done: int, total: int, rate: float | None, elapsed: float) -> Snapshot:
+def describe(
+	*, phase: str, label: str, done: int, total: int, rate: float | None, elapsed: float
+) -> Snapshot:
 	"""A snapshot with percent and time left; both None while the total or the rate is unknown."""
 	percent = min(100.0, 100.0 * done / total) if total > 0 else None
 	if rate is None and elapsed > 0 and done > 0:

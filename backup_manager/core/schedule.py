@@ -83,7 +83,9 @@ def start_offset_seconds(site: str, policy: str, window_minutes: int) -> int:
 def validate_start_window(window_minutes: int, expression: str, after: datetime) -> None:
 	"""Raise InvalidPolicy unless the window is shorter than the gap between two scheduled runs."""
 	if window_minutes < 0:
-		raise InvalidPolicy("start_window_minutes", "Start Window cannot be negative. Use 0 to start on time.")
+		raise InvalidPolicy(
+			"start_window_minutes", "Start Window cannot be negative. Use 0 to start on time."
+		)
 	if window_minutes == 0:
 		return
 	first = next_run_after(expression, after)
@@ -96,7 +98,9 @@ def validate_start_window(window_minutes: int, expression: str, after: datetime)
 		)
 
 
-def next_start_after(expression: str, after: datetime, *, site: str, policy: str, window_minutes: int) -> datetime:
+def next_start_after(
+	expression: str, after: datetime, *, site: str, policy: str, window_minutes: int
+) -> datetime:
 	"""The first start strictly after `after`: a scheduled time plus this policy's offset in its window."""
 	offset = timedelta(seconds=start_offset_seconds(site, policy, window_minutes))
 	# start = scheduled + offset > after  <=>  scheduled > after - offset

@@ -44,7 +44,9 @@ class Problem:
 		return asdict(self)
 
 
-def find_problems(facts: SiteFacts, *, queued_too_long_minutes: int = QUEUED_TOO_LONG_MINUTES) -> list[Problem]:
+def find_problems(
+	facts: SiteFacts, *, queued_too_long_minutes: int = QUEUED_TOO_LONG_MINUTES
+) -> list[Problem]:
 	"""Every condition under which scheduled backups stop or will fail, with the fix for each."""
 	problems = []
 	if facts.scheduler_inactive and facts.has_enabled_policy:
@@ -89,4 +91,3 @@ def find_problems(facts: SiteFacts, *, queued_too_long_minutes: int = QUEUED_TOO
 			)
 		)
 	return problems
-

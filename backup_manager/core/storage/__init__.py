@@ -11,6 +11,7 @@ import abc
 import logging
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -464,9 +465,20 @@ class StorageBackend(abc.ABC):
 
 	@abc.abstractmethod
 	def upload_file(
-		self, local_path: str, key: str, *, size: int, sha256: str, metadata: dict[str, str] | None = None
+		self,
+		local_path: str,
+		key: str,
+		*,
+		size: int,
+		sha256: str,
+		metadata: dict[str, str] | None = None,
+		progress: Callable[[int], None] | None = None,
 	) -> UploadResult:
-		"""Upload a file, verify the stored object against size and sha256, retrying transient failures."""
+		"""Upload a file, verify the stored object against size and sha256, retrying transient failures.
+
+		`progress`, if given, is called with the number of bytes sent since its last call (negative
+		when a failed attempt starts over), from any thread.
+		"""
 
 	@abc.abstractmethod
 	def upload_bytes(self, data: bytes, key: str, *, metadata: dict[str, str] | None = None) -> UploadResult:

@@ -554,7 +554,14 @@ class S3Backend(StorageBackend):
 		return arguments
 
 	def upload_file(
-		self, local_path: str, key: str, *, size: int, sha256: str, metadata: dict[str, str] | None = None
+		self,
+		local_path: str,
+		key: str,
+		*,
+		size: int,
+		sha256: str,
+		metadata: dict[str, str] | None = None,
+		progress: Callable[[int], None] | None = None,
 	) -> UploadResult:
 		if not os.path.isfile(local_path):
 			raise ArtifactError(f"{local_path} is missing, so it cannot be uploaded to {key}.")
@@ -571,13 +578,24 @@ class S3Backend(StorageBackend):
 		with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-manager-hash") as hasher:
 			local_future = hasher.submit(hash_local_file, local_path, part_size if multipart else None)
 
+			sent = [0]
+
+			def count_sent(byte_count: int) -> None:
+				sent[0] += byte_count
+				progress(byte_count)
+
 			def attempt() -> str:
+				if progress and sent[0]:
+					# A retry sends the whole file again: take back what the failed attempt counted.
+					progress(-sent[0])
+					sent[0] = 0
 				self.client.upload_file(
 					local_path,
 					self.config.bucket,
 					key,
 					ExtraArgs=self._put_arguments(sha256, metadata),
 					Config=transfer,
+					Callback=count_sent if progress else None,
 				)
 				local = local_future.result()
 				if local.sha256 != sha256:

@@ -59,7 +59,9 @@ class BackupLog(Document):
 		site: DF.Data | None
 		skip_reason: DF.SmallText | None
 		started_at: DF.Datetime | None
-		status: DF.Literal["Queued", "Running", "Uploading", "Success", "Partial", "Failed", "Skipped"]
+		status: DF.Literal[
+			"Queued", "Waiting for a slot", "Running", "Uploading", "Success", "Partial", "Failed", "Skipped"
+		]
 		total_size: DF.Int
 		total_size_human: DF.Data | None
 		traceback: DF.Code | None

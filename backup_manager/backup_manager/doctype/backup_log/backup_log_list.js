@@ -1,5 +1,6 @@
 const BACKUP_LOG_COLOURS = {
 	Queued: "gray",
+	"Waiting for a slot": "yellow",
 	Running: "blue",
 	Uploading: "blue",
 	Success: "green",

@@ -43,8 +43,34 @@ frappe.ui.form.on("Backup Policy", {
 				colours[frm.doc.last_status] || "gray"
 			);
 		}
+		show_watchdog_banner(frm);
 	},
 });
+
+// The watchdog's problems (scheduler off, no long-queue worker, stuck runs, disk nearly full),
+// each with its fix, in red above the form.
+function show_watchdog_banner(frm) {
+	frappe.call({ method: "backup_manager.api.get_watchdog_problems" }).then((r) => {
+		const problems = r.message || [];
+		frm.set_intro("");
+		if (!problems.length) return;
+		const esc = frappe.utils.escape_html;
+		const items = problems
+			.map(
+				(problem) =>
+					`<li class="bm-watchdog-problem" data-check="${esc(problem.check)}"><b>${esc(
+						problem.message
+					)}</b><br>${__("Fix")}: ${esc(problem.fix)}</li>`
+			)
+			.join("");
+		frm.set_intro(
+			`<div class="bm-watchdog-banner"><b>${__(
+				"Backups will not run as scheduled:"
+			)}</b><ul>${items}</ul></div>`,
+			"red"
+		);
+	});
+}
 
 function show_retention_preview(verdicts) {
 	if (!verdicts.length) {

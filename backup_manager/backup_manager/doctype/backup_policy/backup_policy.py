@@ -52,7 +52,17 @@ class BackupPolicy(Document):
 		keep_yearly: DF.Int
 		last_backup_log: DF.Link | None
 		last_stale_alert_at: DF.Datetime | None
-		last_status: DF.Literal["", "Queued", "Running", "Success", "Partial", "Failed", "Skipped"]
+		last_status: DF.Literal[
+			"",
+			"Queued",
+			"Waiting for a slot",
+			"Running",
+			"Uploading",
+			"Success",
+			"Partial",
+			"Failed",
+			"Skipped",
+		]
 		last_success_at: DF.Datetime | None
 		next_run_at: DF.Datetime | None
 		notify_on_failure: DF.Check

@@ -7,6 +7,8 @@ frappe.listview_settings["Backup Policy"] = {
 			Failed: "red",
 			Partial: "orange",
 			Running: "blue",
+			Uploading: "blue",
+			"Waiting for a slot": "yellow",
 			Queued: "gray",
 		};
 		if (!doc.last_status) return [__("Never run"), "gray", "last_status,is,not set"];
