@@ -64,8 +64,15 @@ class TestLiveProgress(FrappeTestCase):
 
 	@unittest.skipUnless(S3_ENDPOINT, "no S3 server: BM_TEST_S3_ENDPOINT is not set")
 	def test_a_real_run_publishes_its_phases_and_bytes_to_the_log_room(self):
-		bucket = "bm-progress-" + frappe.generate_hash(length=8).lower()
-		s3_client().create_bucket(Bucket=bucket)
+		# BM_TEST_S3_BUCKET: an existing bucket to use (a long-lived dev S3 server can run out of
+		# room for new buckets); otherwise the test makes its own and removes it.
+		bucket = (
+			os.environ.get("BM_TEST_S3_BUCKET") or "bm-progress-" + frappe.generate_hash(length=8).lower()
+		)
+		own_bucket = not os.environ.get("BM_TEST_S3_BUCKET")
+		if own_bucket:
+			s3_client().create_bucket(Bucket=bucket)
+		log = None
 		try:
 			destination = make_destination("progress", bucket)
 			policy = make_policy("progress", with_files=0, destinations=[{"destination": destination.name}])
@@ -81,9 +88,13 @@ class TestLiveProgress(FrappeTestCase):
 			pubsub.close()
 		finally:
 			client = s3_client()
-			for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+			prefix = f"offsite-tests/{frappe.local.site}/{log.backup_id}/" if log else "offsite-tests/-none-/"
+			for item in client.list_objects_v2(Bucket=bucket, Prefix="" if own_bucket else prefix).get(
+				"Contents", []
+			):
 				client.delete_object(Bucket=bucket, Key=item["Key"])
-			client.delete_bucket(Bucket=bucket)
+			if own_bucket:
+				client.delete_bucket(Bucket=bucket)
 
 		self.assertEqual(log.status, "Success", log.error_message)
 		self.assertTrue(events, "no progress event was published")
