@@ -128,3 +128,15 @@ class TestFolderStorage(FolderTestCase):
 			with self.subTest(path), self.assertRaises(InvalidPolicy) as caught:
 				FolderConfig(path=path).validate()
 			self.assertEqual(caught.exception.field, "folder_path")
+
+
+class TestFolderUploadProgress(FolderTestCase):
+	def test_upload_backup_reports_every_byte_written(self):
+		backend = get_backend(FolderConfig(path=self.mount, must_be_mount_point=False))
+		backup_id = backup_id_for(NOW, 0)
+		local = os.path.join(self.local, backup_id)
+		manifest = make_backup(local, backup_id, None)
+		sent = []
+		results = upload_backup(backend, manifest, local, prefix="bm", site=SITE, progress=sent.append)
+		self.assertEqual([result.status for result in results], [UPLOADED] * 5, results)
+		self.assertEqual(sum(sent), manifest.total_size)

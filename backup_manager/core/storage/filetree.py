@@ -150,12 +150,28 @@ class FileTreeBackend(StorageBackend):
 	# --- uploads ------------------------------------------------------------------------------
 
 	def upload_file(
-		self, local_path: str, key: str, *, size: int, sha256: str, metadata: dict[str, str] | None = None
+		self,
+		local_path: str,
+		key: str,
+		*,
+		size: int,
+		sha256: str,
+		metadata: dict[str, str] | None = None,
+		progress: Callable[[int], None] | None = None,
 	) -> UploadResult:
 		check_key(key)
 		started = time.monotonic()
+		sent = [0]
+
+		def count_sent(byte_count: int) -> None:
+			sent[0] += byte_count
+			progress(byte_count)
 
 		def attempt() -> str:
+			if progress and sent[0]:
+				# A retry writes the whole file again: take back what the failed attempt counted.
+				progress(-sent[0])
+				sent[0] = 0
 			try:
 				source = open(local_path, "rb")  # noqa: SIM115 - closed below, read by _write
 			except OSError as exc:
@@ -163,7 +179,7 @@ class FileTreeBackend(StorageBackend):
 					f"{local_path} cannot be read, so it cannot be uploaded to {key}: {exc}"
 				) from exc
 			with source:
-				sent_size, sent_sha256 = self._write(source, key)
+				sent_size, sent_sha256 = self._write(source, key, count_sent if progress else None)
 			if sent_size != size or sent_sha256 != sha256:
 				self._discard(key)
 				raise LocalFileChanged(
@@ -197,7 +213,9 @@ class FileTreeBackend(StorageBackend):
 			verified_by=verified_by,
 		)
 
-	def _write(self, source: BinaryIO, key: str) -> tuple[int, str]:
+	def _write(
+		self, source: BinaryIO, key: str, on_chunk: Callable[[int], None] | None = None
+	) -> tuple[int, str]:
 		"""Copy source to a temporary name next to the key, then rename; return (size, sha256) sent."""
 		self._prepare()
 		path = self._path(key)
@@ -211,6 +229,8 @@ class FileTreeBackend(StorageBackend):
 					digest.update(chunk)
 					handle.write(chunk)
 					total += len(chunk)
+					if on_chunk:
+						on_chunk(len(chunk))
 				self._finish_write(handle)
 			# Pipelined SFTP writes can fail without close() saying so (paramiko keeps the error
 			# for a next write): only a temporary file holding every byte may take the final name.
