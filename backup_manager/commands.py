@@ -45,7 +45,7 @@ def backup_manager():
 	"--progress-interval",
 	default=10.0,
 	show_default=True,
-	help="Without a terminal: seconds between progress lines (phase changes always print)",
+	help="Without a terminal: seconds between progress lines on stderr (phase changes always print)",
 )
 @pass_context
 def run(context, policy, progress_interval):
@@ -57,7 +57,8 @@ def run(context, policy, progress_interval):
 	with connected_site(context):
 		if not frappe.db.exists("Backup Policy", policy):
 			fail(f"Backup Policy {policy!r} does not exist. See: bench --site SITE backup-manager policies")
-		with progress_display(sys.stdout.isatty(), interval=progress_interval):
+		# Progress goes to stderr: stdout keeps the one result line that scripts read.
+		with progress_display(sys.stderr.isatty(), interval=progress_interval):
 			log = execute_run(start_run(policy=policy, trigger="CLI", enqueue=False))
 		colour = "green" if log.status == "Success" else "red"
 		click.secho(
@@ -80,13 +81,13 @@ def progress_display(is_tty: bool, *, interval: float):
 		new_phase = snapshot["label"] != state["phase"]
 		if is_tty:
 			if new_phase and state["drawn"]:
-				click.echo("")
-			click.echo("\r" + format_line(snapshot) + "\033[K", nl=False)
+				click.echo("", err=True)
+			click.echo("\r" + format_line(snapshot) + "\033[K", nl=False, err=True)
 			state["drawn"] = snapshot["phase"] != DONE
 			if snapshot["phase"] == DONE:
-				click.echo("")
+				click.echo("", err=True)
 		elif new_phase or now - state["printed_at"] >= interval:
-			click.echo(f"progress: {format_line(snapshot).strip()}")
+			click.echo(f"progress: {format_line(snapshot).strip()}", err=True)
 			state["printed_at"] = now
 		state["phase"] = snapshot["label"]
 
@@ -96,7 +97,7 @@ def progress_display(is_tty: bool, *, interval: float):
 	finally:
 		remove_listener(show)
 		if is_tty and state["drawn"]:
-			click.echo("")
+			click.echo("", err=True)
 
 
 @backup_manager.command("init")

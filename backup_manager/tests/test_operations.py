@@ -7,13 +7,14 @@ import pty
 import re
 import select
 import subprocess
+import sys
 import time
 import unittest
 from datetime import timedelta
 
 import frappe
 from frappe.realtime import get_doc_room
-from frappe.utils import add_to_date, now_datetime
+from frappe.utils import add_to_date, get_sites, now_datetime
 from frappe.utils.background_jobs import get_redis_connection_without_auth
 
 from backup_manager import api, jobs
@@ -176,9 +177,11 @@ class TestCliProgress(FrappeTestCase):
 			check=False,
 		)
 		self.assertEqual(result.returncode, 0, result.stderr)
-		self.assertNotIn("\r", result.stdout)
-		lines = [line for line in result.stdout.splitlines() if line.startswith("progress: ")]
-		self.assertGreaterEqual(len(lines), 3, result.stdout)
+		# stdout stays the one result line scripts read; progress goes to stderr.
+		self.assertRegex(result.stdout, r"^BL-\d+\tSuccess\t")
+		self.assertNotIn("\r", result.stderr)
+		lines = [line for line in result.stderr.splitlines() if line.startswith("progress: ")]
+		self.assertGreaterEqual(len(lines), 3, result.stderr)
 		self.assertTrue(any(line.startswith("progress: database dump") for line in lines), lines)
 		self.assertTrue(any(line.startswith("progress: checks") for line in lines), lines)
 
@@ -397,3 +400,38 @@ class TestStartWindow(FrappeTestCase):
 		with self.assertRaises(frappe.ValidationError) as raised:
 			make_policy("window-bad", frequency="Hourly", start_window_minutes=90)
 		self.assertIn("Start Window", str(raised.exception))
+
+
+class TestBenchStatus(FrappeTestCase):
+	def tearDown(self):
+		delete_test_policies()
+
+	def status(self, *args: str) -> subprocess.CompletedProcess:
+		# No --site: the command reads every site of the bench.
+		return subprocess.run(
+			[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "backup-manager", "status", *args],
+			cwd=sites_path(),
+			capture_output=True,
+			text=True,
+			timeout=600,
+			check=False,
+		)
+
+	def test_status_lists_every_site_with_its_policies_without_a_site_option(self):
+		policy = make_policy("bench status", enabled=1)
+		result = self.status("--json")
+		self.assertEqual(result.returncode, 0, result.stderr)
+		report = json.loads(result.stdout[result.stdout.index("[") :])
+		self.assertEqual({entry["site"] for entry in report}, set(get_sites(sites_path())))
+		mine = next(entry for entry in report if entry["site"] == frappe.local.site)
+		row = next(row for row in mine["policies"] if row["policy"] == policy.name)
+		self.assertTrue(row["enabled"])
+		self.assertIsNone(row["last_success_at"])
+		self.assertTrue(row["next_run_at"])
+
+		table = self.status()
+		self.assertEqual(table.returncode, 0, table.stderr)
+		line = next(line for line in table.stdout.splitlines() if policy.name in line)
+		self.assertTrue(line.startswith(frappe.local.site), line)
+		self.assertIn("never run", line)
+		self.assertTrue(table.stdout.startswith("SITE"), table.stdout[:200])
