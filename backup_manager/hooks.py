@@ -16,7 +16,6 @@ scheduler_events = {
 
 before_migrate = ["backup_manager.migrate.backup_before_migrate"]
 after_migrate = ["backup_manager.install.sync_overview_block"]
-after_install = "backup_manager.install.sync_overview_block"
 
 after_install = "backup_manager.install.after_install"
 

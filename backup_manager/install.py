@@ -6,8 +6,10 @@ from backup_manager.manifest_key import get_or_create_manifest_key
 
 
 def after_install():
-	"""Create the site's manifest key, which signs every backup manifest (see README, Security model)."""
+	"""Create the site's manifest key, which signs every backup manifest (see README, Security model),
+	and the workspace's overview block."""
 	get_or_create_manifest_key()
+	sync_overview_block()
 
 
 def before_uninstall():
