@@ -99,6 +99,7 @@ def write_random_files(folder: str, total_mb: int):
 
 
 def benchmark_local_progress(frappe, rounds: int, files_mb: int):
+	from backup_manager.core.manifest import PRIVATE_FILES
 	from backup_manager.local_backup import BackupRequest, delete_backup_dir, take_backup
 	from backup_manager.progress import make_reporter
 
@@ -115,8 +116,10 @@ def benchmark_local_progress(frappe, rounds: int, files_mb: int):
 				os.sync()
 				started = time.perf_counter()
 				backup_dir, manifest = take_backup(
-					BackupRequest(backup_id=backup_id, with_files=True, expected_bytes=files_mb * MiB),
-					reporter,
+					BackupRequest(
+						backup_id=backup_id, with_files=True, expected_sizes={PRIVATE_FILES: files_mb * MiB}
+					),
+					reporter=reporter,
 				)
 				timings[label].append(time.perf_counter() - started)
 				delete_backup_dir(backup_dir)
