@@ -28,6 +28,7 @@ from frappe.utils.backups import BackupGenerator, get_or_generate_backup_encrypt
 
 from backup_manager.core import checksums, progress
 from backup_manager.core.compression import Compressor, compressor_as_gzip, find_compressor
+from backup_manager.core.contents import DumpParseError, FileStatsCollector, RowCounter
 from backup_manager.core.encryption import encrypt_file_in_place, is_gpg_encrypted
 from backup_manager.core.errors import ArtifactError
 from backup_manager.core.manifest import (
@@ -255,34 +256,74 @@ def remove_manifest_key(config_path: str) -> None:
 
 
 def inspect_artifact(kind: str, path: str, passphrase: str | None) -> Artifact:
-	"""Check an artifact is whole, encrypt it if asked, and describe it (size, sha256)."""
+	"""Check an artifact is whole, encrypt it if asked, and describe it (size, sha256, contents)."""
+	contents = ArtifactContents(kind)
 	if passphrase is None and kind == DATABASE and not is_gpg_encrypted(path):
-		# One read both hashes the dump and proves it decompresses to its end.
-		sha256 = checksums.sha256_gzip_file(path)
+		# One read hashes the dump, proves it decompresses to its end and counts its rows.
+		sha256 = checksums.sha256_gzip_file(path, consumers=[contents.consume_dump])
 	else:
-		check_artifact_readable(kind, path)
+		check_artifact_readable(kind, path, contents)
 		if passphrase is not None and not is_gpg_encrypted(path):
 			encrypt_file_in_place(path, passphrase)
 		sha256 = checksums.sha256_file(path)
-	return Artifact(
+	artifact = Artifact(
 		kind=kind,
 		file_name=os.path.basename(path),
 		size=os.path.getsize(path),
 		sha256=sha256,
 		encrypted=is_gpg_encrypted(path),
 	)
+	contents.describe(artifact)
+	return artifact
 
 
-def check_artifact_readable(kind: str, path: str) -> None:
+class ArtifactContents:
+	"""What a restore drill checks, gathered by the read that checks the artifact (no extra read)."""
+
+	def __init__(self, kind: str):
+		self.kind = kind
+		self.row_counter = RowCounter() if kind == DATABASE else None
+		self.file_stats = FileStatsCollector() if kind in (PUBLIC_FILES, PRIVATE_FILES) else None
+		self.read = False
+
+	def consume_dump(self, data: bytes) -> None:
+		self.read = True
+		self.row_counter.feed(data)
+
+	def add_member(self, archive, member) -> None:
+		self.read = True
+		self.file_stats.add_member(archive, member)
+
+	def describe(self, artifact: Artifact) -> None:
+		if self.row_counter is not None and self.read:
+			try:
+				artifact.row_counts = self.row_counter.finish()
+			except DumpParseError as exc:
+				# The backup stays good; only its drill cannot compare row counts.
+				frappe.logger("backup_manager").warning(
+					f"Row counts of {artifact.file_name} not recorded: {exc}"
+				)
+		elif self.file_stats is not None and self.read:
+			stats = self.file_stats.finish()
+			artifact.file_count, artifact.file_bytes, artifact.file_samples = (
+				stats.count,
+				stats.total_bytes,
+				stats.samples,
+			)
+
+
+def check_artifact_readable(kind: str, path: str, contents: ArtifactContents | None = None) -> None:
 	"""Check an artifact before it is encrypted: the dump is a whole gzip, the tars are readable."""
 	if not path or not os.path.isfile(path):
 		raise ArtifactError(f"The {kind} artifact was not written")
 	if is_gpg_encrypted(path):
 		return
 	if kind == DATABASE:
-		checksums.verify_gzip_complete(path)
+		consumers = [contents.consume_dump] if contents and contents.row_counter else []
+		checksums.verify_gzip_complete(path, consumers=consumers)
 	elif kind in (PUBLIC_FILES, PRIVATE_FILES):
-		checksums.verify_tar_readable(path)
+		on_member = contents.add_member if contents and contents.file_stats else None
+		checksums.verify_tar_readable(path, on_member=on_member)
 
 
 def verify_local_artifact(kind: str, path: str, size: int, sha256: str) -> None:

@@ -34,12 +34,17 @@ def verify_size_and_sha256(path: str, expected_size: int, expected_sha256: str) 
 		raise ChecksumMismatch(f"{path} has sha256 {actual}, the backup recorded {expected_sha256}")
 
 
-def verify_gzip_complete(path: str) -> None:
-	"""Raise unless the file is a gzip stream that decompresses to its end (not truncated)."""
+def verify_gzip_complete(path: str, consumers: Iterable[Callable[[bytes], None]] = ()) -> None:
+	"""Raise unless the file is a gzip stream that decompresses to its end (not truncated).
+
+	Each of `consumers` gets the decompressed bytes in order (to count rows in the same read).
+	"""
+	consumers = list(consumers)
 	try:
 		with gzip.open(path, "rb") as handle:
-			while handle.read(CHUNK_SIZE):
-				pass
+			while data := handle.read(CHUNK_SIZE):
+				for consumer in consumers:
+					consumer(data)
 	except (OSError, EOFError, zlib.error) as exc:
 		raise ArtifactError(f"{os.path.basename(path)} is not a complete gzip file: {exc}") from exc
 
@@ -78,11 +83,21 @@ def sha256_gzip_file(path: str, consumers: Iterable[Callable[[bytes], None]] = (
 	return digest.hexdigest()
 
 
-def verify_tar_readable(path: str) -> int:
-	"""Raise unless every member header of the tar (plain or gzipped) can be read; return the count."""
+def verify_tar_readable(
+	path: str, on_member: Callable[[tarfile.TarFile, tarfile.TarInfo], None] | None = None
+) -> int:
+	"""Raise unless every member header of the tar (plain or gzipped) can be read; return the count.
+
+	`on_member`, if given, sees each member as it is read (to count and sample files in the same pass).
+	"""
+	count = 0
 	try:
 		with tarfile.open(path, "r:*") as archive:
-			return sum(1 for _member in archive)
+			for member in archive:
+				count += 1
+				if on_member:
+					on_member(archive, member)
+		return count
 	except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
 		raise ArtifactError(f"{os.path.basename(path)} is not a readable tar archive: {exc}") from exc
 

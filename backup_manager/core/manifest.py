@@ -35,6 +35,13 @@ class Artifact:
 	size: int
 	sha256: str
 	encrypted: bool = False
+	# What a restore drill checks, recorded while the artifact was checked (None in older manifests).
+	# Database: rows of every table, counted from the dump itself.
+	row_counts: dict[str, int] | None = None
+	# Files archives: regular files, their total bytes, and {path below files/: sha256} of a sample.
+	file_count: int | None = None
+	file_bytes: int | None = None
+	file_samples: dict[str, str] | None = None
 
 
 @dataclass
@@ -84,7 +91,11 @@ class Manifest:
 				f"({MANIFEST_FORMAT}); upgrade the app"
 			)
 		data["apps"] = [InstalledApp(**app) for app in data.get("apps", [])]
-		data["artifacts"] = [Artifact(**artifact) for artifact in data.get("artifacts", [])]
+		artifact_fields = set(Artifact.__dataclass_fields__)
+		data["artifacts"] = [
+			Artifact(**{key: value for key, value in artifact.items() if key in artifact_fields})
+			for artifact in data.get("artifacts", [])
+		]
 		known = set(cls.__dataclass_fields__)
 		return cls(**{key: value for key, value in data.items() if key in known})
 
