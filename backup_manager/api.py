@@ -1,7 +1,7 @@
 """Every whitelisted method of Backup Manager: the role is checked first, then the same code the CLI uses.
 
 Desk's buttons (Backup Now, Preview Retention, Retry Upload, Verify, Test Connection, the
-Restore Guide) call these; the doctype controllers hold no whitelisted methods of their own.
+Restore Guide, Run Restore Drill) call these; the doctype controllers hold no whitelisted methods of their own.
 """
 
 import json
@@ -11,6 +11,7 @@ from frappe import _
 from werkzeug.wrappers import Response
 
 from backup_manager.core.health import render_prometheus
+from backup_manager.drills import start_drill
 from backup_manager.health import get_site_health, issue_monitor_token, to_epoch, to_iso, verify_monitor_token
 from backup_manager.jobs import start_run
 from backup_manager.offsite import retry_upload as queue_upload_retry
@@ -74,6 +75,14 @@ def get_restore_guide(backup_log: str, new_site: str | None = None, destination:
 	require_backup_admin()
 	get_existing_doc("Backup Log", backup_log)
 	return build_guide(backup_log, new_site=new_site, destination=destination)
+
+
+@frappe.whitelist(methods=["POST"])
+def run_restore_drill(backup_log: str, destination: str | None = None) -> str:
+	"""Queue a restore drill of a backup (an active drill of it is returned instead); return the drill."""
+	require_backup_admin()
+	get_existing_doc("Backup Log", backup_log)
+	return start_drill(backup_log=backup_log, trigger="Manual", destination=destination or None).name
 
 
 @frappe.whitelist()

@@ -424,4 +424,41 @@ def read_site_status(site: str) -> dict:
 		frappe.destroy()
 
 
+@backup_manager.command("drill")
+@click.argument("backup_log")
+@click.option(
+	"--from-destination",
+	"destination",
+	help="Restore from this Backup Destination (default: the policy's drill destination, else local files)",
+)
+@pass_context
+def drill(context, backup_log, destination):
+	"""Restore a backup into a throwaway site, check it and drop it; exits non-zero unless it passes."""
+	from backup_manager.drills import execute_drill, start_drill
+
+	with connected_site(context):
+		get_log_or_fail(backup_log)
+		started = start_drill(backup_log=backup_log, trigger="CLI", destination=destination, enqueue=False)
+		if started.status != "Queued":
+			fail(
+				f"Restore drill {started.name} of {backup_log} is already {started.status}: wait for it to finish."
+			)
+		click.echo(
+			f"Restore drill {started.name} of {backup_log} from {started.source}: restoring into a throwaway site..."
+		)
+		result = execute_drill(started)
+		for check in result.checks:
+			colour = {"Passed": "green", "Failed": "red"}.get(check.result, "yellow")
+			click.secho(f"{check.result.upper():7}\t{check.check}\t{check.detail or ''}", fg=colour)
+		duration = f"{result.duration:.0f} s" if result.duration else ""
+		click.secho(
+			f"{result.name}\t{result.status}\t{duration}", fg="green" if result.status == "Passed" else "red"
+		)
+		if result.status != "Passed":
+			fail(f"Restore drill {result.status}: {result.error_message or ''}")
+
+
+commands = [backup_manager]
+
+
 commands = [backup_manager]

@@ -13,9 +13,14 @@ from frappe import _
 from frappe.utils import now_datetime
 
 from backup_manager.core.compression import find_compressor
+from backup_manager.drills import enqueue_due_drills, reap_dead_drills
 from backup_manager.local_backup import BackupRequest, take_backup
 from backup_manager.locks import is_policy_locked, policy_lock, run_slot
-from backup_manager.notifications import notify_run, send_missed_backup_alerts
+from backup_manager.notifications import (
+	notify_run,
+	send_missed_backup_alerts,
+	send_unverified_restore_alerts,
+)
 from backup_manager.offsite import get_policy_destinations, retry_due_uploads, start_uploads, upload_log
 from backup_manager.progress import make_reporter
 from backup_manager.reaper import reap_dead_runs
@@ -40,9 +45,17 @@ RUN_JOB = "backup_manager.jobs.run_backup_job"
 
 
 def tick():
-	"""Every minute: fail dead runs, start due policies, retry uploads, raise missed-backup alerts."""
+	"""Every minute: fail dead runs and drills, start due policies and drills, retry uploads, alert."""
 	now = now_datetime()
-	for step in (reap_dead_runs, enqueue_due_policies, retry_due_uploads, send_missed_backup_alerts):
+	for step in (
+		reap_dead_runs,
+		reap_dead_drills,
+		enqueue_due_policies,
+		retry_due_uploads,
+		enqueue_due_drills,
+		send_missed_backup_alerts,
+		send_unverified_restore_alerts,
+	):
 		try:
 			step(now)
 			frappe.db.commit()

@@ -1,4 +1,4 @@
-"""The policy lock: one run (or upload retry) of a policy at a time, across workers and machines.
+"""Named locks: one run (or upload retry) of a policy at a time, one restore drill at a time per bench.
 
 A run holds a MariaDB named lock (GET_LOCK) on its own connection for its whole duration. The
 server drops the lock when that connection dies, which is how a later tick tells a run whose
@@ -142,3 +142,22 @@ def queued_epoch(queued_at) -> float:
 def running_slot_count() -> int:
 	"""How many of the bench's slots are held now."""
 	return sum(is_lock_used(slot_lock_name(index)) for index in range(get_max_concurrent_runs()))
+
+
+def drill_lock_name() -> str:
+	# Bench-wide: every site of this bench shares it (drills create sites on the bench), while a
+	# second bench on the same MariaDB server gets its own. Named locks are server-wide.
+	return f"backup_manager_drill_{bench_id()}"
+
+
+def acquire_drill_lock() -> bool:
+	"""Take this bench's restore drill lock without waiting; False when another drill holds it."""
+	return cint(frappe.db.sql("SELECT GET_LOCK(%s, 0)", drill_lock_name())[0][0]) == 1
+
+
+def release_drill_lock():
+	frappe.db.sql("SELECT RELEASE_LOCK(%s)", drill_lock_name())
+
+
+def is_drill_locked() -> bool:
+	return frappe.db.sql("SELECT IS_USED_LOCK(%s)", drill_lock_name())[0][0] is not None

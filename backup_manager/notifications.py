@@ -60,6 +60,110 @@ def send_missed_backup_alerts(now: datetime):
 		frappe.db.commit()
 
 
+def notify_drill(drill):
+	"""Email the policy's recipients that a restore drill failed or was refused, with the failing check."""
+	try:
+		send_drill_failure(drill)
+	except Exception:
+		frappe.log_error(
+			title=f"Backup Manager: notification for drill {drill.name} failed",
+			reference_doctype="Backup Restore Drill",
+			reference_name=drill.name,
+		)
+
+
+def send_drill_failure(drill):
+	policy = frappe.get_doc("Backup Policy", drill.policy) if drill.policy else None
+	if policy is None or not policy.notify_on_failure:
+		return
+	failing = next((check for check in drill.checks if check.result == "Failed"), None)
+	lines = [
+		_("Site: {0}").format(frappe.local.site),
+		_("Policy: {0}").format(policy.name),
+		_("Backup Log: {0}").format(drill.backup_log),
+		_("Restore drill: {0}").format(drill.name),
+		_("Status: {0}").format(drill.status),
+		_("Source: {0}").format(drill.source or ""),
+	]
+	if failing:
+		lines.append(_("Failing check: {0}").format(failing.check))
+		lines += (failing.detail or "").splitlines()
+	elif drill.error_message:
+		lines.append(_("Reason: {0}").format(drill.error_message))
+	send_email(
+		recipients=get_alert_recipients(policy),
+		subject=_("Restore drill {0}: {1} on {2}").format(
+			drill.status.upper(), policy.name, frappe.local.site
+		),
+		lines=lines,
+		link=get_url_to_form("Backup Restore Drill", drill.name),
+		reference_doctype="Backup Restore Drill",
+		reference_name=drill.name,
+	)
+
+
+def send_unverified_restore_alerts(now: datetime):
+	"""Tick step: alert once per window for every policy with no verified restore within its window."""
+	for policy in frappe.get_all(
+		"Backup Policy",
+		filters={"alert_no_verified_restore_days": (">", 0)},
+		fields=[
+			"name",
+			"alert_no_verified_restore_days",
+			"last_verified_restore_at",
+			"last_drill_alert_at",
+			"creation",
+		],
+	):
+		if not missed_backup_alert_due(
+			window_hours=24 * cint(policy.alert_no_verified_restore_days),
+			last_success_at=get_datetime(policy.last_verified_restore_at)
+			if policy.last_verified_restore_at
+			else None,
+			watching_since=get_datetime(policy.creation),
+			last_alert_at=get_datetime(policy.last_drill_alert_at) if policy.last_drill_alert_at else None,
+			now=now,
+		):
+			continue
+		try:
+			send_unverified_restore_alert(frappe.get_doc("Backup Policy", policy.name))
+		except Exception:
+			frappe.db.rollback()
+			frappe.log_error(
+				title=f"Backup Manager: no-verified-restore alert for {policy.name} failed",
+				reference_doctype="Backup Policy",
+				reference_name=policy.name,
+			)
+		# Recorded even when sending failed: one attempt per window, never one per tick.
+		frappe.db.set_value("Backup Policy", policy.name, "last_drill_alert_at", now, update_modified=False)
+		frappe.db.commit()
+
+
+def send_unverified_restore_alert(policy):
+	"""Email that no drill has proven a backup of this policy restorable within its window."""
+	days = policy.alert_no_verified_restore_days
+	lines = [
+		_("Site: {0}").format(frappe.local.site),
+		_("Policy: {0}").format(policy.name),
+		_("No backup was proven restorable by a restore drill in the last {0} days.").format(days),
+		_("Last verified restore: {0}").format(policy.last_verified_restore_at or _("never")),
+		_("Last drill: {0} ({1})").format(
+			policy.last_restore_drill or _("none"), policy.last_drill_status or ""
+		),
+		_("Restore Drill setting: {0}").format(policy.restore_drill or "Off"),
+	]
+	send_email(
+		recipients=get_alert_recipients(policy),
+		subject=_("No verified restore for {0} days: {1} on {2}").format(
+			days, policy.name, frappe.local.site
+		),
+		lines=lines,
+		link=get_url_to_form("Backup Policy", policy.name),
+		reference_doctype="Backup Policy",
+		reference_name=policy.name,
+	)
+
+
 def send_run_notification(policy, log):
 	"""Email the policy's recipients about a finished run, as the policy asks."""
 	if log.status == "Failed" and policy.notify_on_failure:

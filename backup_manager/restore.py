@@ -43,6 +43,7 @@ def build_plan_for_log(
 	destination: str | None = None,
 	production: bool = False,
 	enable_scheduler: bool = False,
+	download_dir: str = "",
 ):
 	"""Build the restore plan of a log, from its local files or from a destination."""
 	if not log.manifest:
@@ -72,6 +73,7 @@ def build_plan_for_log(
 		bench_apps=get_bench_apps(),
 		production=production,
 		enable_scheduler=enable_scheduler,
+		download_dir=download_dir,
 	)
 	try:
 		return build_restore_plan(manifest, options)

@@ -192,3 +192,18 @@ def redact_secrets(text: str) -> str:
 		if secret and len(str(secret)) >= 4:
 			text = text.replace(str(secret), "********")
 	return text
+
+
+def record_restore_verified(log_name: str, drill_name: str, verified_at):
+	"""Mark a backup as proven restorable by a passed drill (shown on the Backup Log)."""
+	frappe.db.set_value(
+		"Backup Log",
+		log_name,
+		{"restore_verified": 1, "restore_verified_at": verified_at, "last_restore_drill": drill_name},
+		update_modified=False,
+	)
+
+
+def record_drill_attempt(log_name: str, drill_name: str):
+	"""Link a backup to its newest drill, whatever the outcome."""
+	frappe.db.set_value("Backup Log", log_name, "last_restore_drill", drill_name, update_modified=False)

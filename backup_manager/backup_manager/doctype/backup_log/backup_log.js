@@ -26,6 +26,20 @@ frappe.ui.form.on("Backup Log", {
 			frm.add_custom_button(__("Restore Guide"), () => {
 				frappe.set_route("backup-restore-guide", { backup_log: frm.doc.name });
 			});
+			frm.add_custom_button(__("Run Restore Drill"), () => {
+				frappe
+					.call({
+						method: "backup_manager.api.run_restore_drill",
+						args: { backup_log: frm.doc.name },
+					})
+					.then((r) => {
+						frappe.show_alert({
+							message: __("Restore drill {0} queued", [r.message]),
+							indicator: "blue",
+						});
+						frappe.set_route("Form", "Backup Restore Drill", r.message);
+					});
+			});
 			frm.add_custom_button(__("Verify Local Files"), () => {
 				frappe
 					.call({
@@ -54,6 +68,12 @@ frappe.ui.form.on("Backup Log", {
 						frm.reload_doc();
 					});
 			});
+		}
+		if (frm.doc.restore_verified) {
+			frm.dashboard.set_headline_alert(
+				__("Restore verified on {0}", [frappe.datetime.str_to_user(frm.doc.restore_verified_at)]),
+				"green"
+			);
 		}
 		if (frm.doc.policy) {
 			frm.add_custom_button(__("Policy"), () =>

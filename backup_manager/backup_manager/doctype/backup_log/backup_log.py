@@ -48,6 +48,7 @@ class BackupLog(Document):
 		finished_at: DF.Datetime | None
 		frappe_version: DF.Data | None
 		keep_forever: DF.Check
+		last_restore_drill: DF.Link | None
 		local_files_deleted: DF.Check
 		manifest: DF.Code | None
 		next_upload_retry_at: DF.Datetime | None
@@ -56,6 +57,8 @@ class BackupLog(Document):
 		prune_reason: DF.SmallText | None
 		pruned_at: DF.Datetime | None
 		queued_at: DF.Datetime | None
+		restore_verified: DF.Check
+		restore_verified_at: DF.Datetime | None
 		site: DF.Data | None
 		skip_reason: DF.SmallText | None
 		started_at: DF.Datetime | None

@@ -34,12 +34,14 @@ class BackupPolicy(Document):
 		)
 
 		alert_after_hours: DF.Int
+		alert_no_verified_restore_days: DF.Int
 		backup_before_migrate: DF.Check
 		backup_time: DF.Time | None
 		compress_files: DF.Check
 		compression: DF.Literal["Fast", "Balanced", "Small"]
 		cron_expression: DF.Data | None
 		destinations: DF.Table[BackupPolicyDestination]
+		drill_destination: DF.Link | None
 		enabled: DF.Check
 		exclude_doctypes: DF.TableMultiSelect[BackupPolicyDocType]
 		frequency: DF.Literal["Hourly", "Every 6 Hours", "Daily", "Weekly", "Monthly", "Cron"]
@@ -51,6 +53,9 @@ class BackupPolicy(Document):
 		keep_weekly: DF.Int
 		keep_yearly: DF.Int
 		last_backup_log: DF.Link | None
+		last_drill_alert_at: DF.Datetime | None
+		last_drill_status: DF.Data | None
+		last_restore_drill: DF.Link | None
 		last_stale_alert_at: DF.Datetime | None
 		last_status: DF.Literal[
 			"",
@@ -64,12 +69,14 @@ class BackupPolicy(Document):
 			"Skipped",
 		]
 		last_success_at: DF.Datetime | None
+		last_verified_restore_at: DF.Datetime | None
 		next_run_at: DF.Datetime | None
 		notify_on_failure: DF.Check
 		notify_on_success: DF.Check
 		partial_backup: DF.Check
 		policy_name: DF.Data
 		recipients: DF.SmallText | None
+		restore_drill: DF.Literal["Off", "After every backup", "Daily", "Weekly"]
 		start_window_minutes: DF.Int
 		with_files: DF.Check
 
@@ -79,6 +86,7 @@ class BackupPolicy(Document):
 		self.validate_retention()
 		self.validate_doctypes()
 		self.validate_recipients()
+		self.validate_drill()
 		if (
 			self.has_value_changed("frequency")
 			or self.has_value_changed("cron_expression")
@@ -156,6 +164,29 @@ class BackupPolicy(Document):
 				indicator="orange",
 				alert=True,
 			)
+
+	def validate_drill(self):
+		if (self.alert_no_verified_restore_days or 0) < 0:
+			frappe.throw(
+				_("{0} cannot be negative. Use 0 to turn the alert off.").format(
+					frappe.bold(_(self.meta.get_label("alert_no_verified_restore_days")))
+				),
+				exc=InvalidBackupPolicy,
+			)
+		destinations = [row.destination for row in self.destinations or []]
+		if self.drill_destination and self.drill_destination not in destinations:
+			frappe.throw(
+				_(
+					"{0}: {1} is not one of this policy's destinations. Add it under Destinations or clear the field."
+				).format(_(self.meta.get_label("drill_destination")), frappe.bold(self.drill_destination)),
+				exc=InvalidBackupPolicy,
+			)
+
+	def get_drill_destination(self) -> str | None:
+		"""The destination drills restore from: the chosen one, else the first, else None (local files)."""
+		if self.drill_destination:
+			return self.drill_destination
+		return self.destinations[0].destination if self.destinations else None
 
 	def throw_invalid(self, exc: InvalidPolicy):
 		frappe.throw(str(exc), title=_(self.meta.get_label(exc.field)), exc=InvalidBackupPolicy)
