@@ -558,7 +558,7 @@ def finish_drill(drill, status: str, *, checks=None, error: str = ""):
 		notify_drill(drill)
 
 
-def enqueue_due_drills(now: datetime):
+def enqueue_due_drills(now: datetime, enqueue: bool = True):
 	"""Tick step: start a drill of each policy whose newest successful backup is due one."""
 	for policy in frappe.get_all(
 		"Backup Policy",
@@ -566,7 +566,7 @@ def enqueue_due_drills(now: datetime):
 		fields=["name", "restore_drill"],
 	):
 		try:
-			start_due_drill(policy.name, policy.restore_drill, now)
+			start_due_drill(policy.name, policy.restore_drill, now, enqueue=enqueue)
 			frappe.db.commit()
 		except Exception:
 			frappe.db.rollback()
@@ -577,7 +577,7 @@ def enqueue_due_drills(now: datetime):
 			)
 
 
-def start_due_drill(policy: str, mode: str, now: datetime):
+def start_due_drill(policy: str, mode: str, now: datetime, enqueue: bool = True):
 	newest = frappe.get_all(
 		"Backup Log",
 		filters={"policy": policy, "status": "Success", "manifest": ("is", "set"), "partial": 0},
@@ -600,7 +600,7 @@ def start_due_drill(policy: str, mode: str, now: datetime):
 		has_backup=bool(newest),
 		now=now,
 	):
-		start_drill(backup_log=newest[0].name, trigger="Scheduled")
+		start_drill(backup_log=newest[0].name, trigger="Scheduled", enqueue=enqueue)
 
 
 def reap_dead_drills(now: datetime):
