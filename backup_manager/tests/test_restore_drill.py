@@ -17,7 +17,7 @@ from frappe.utils import add_to_date, now_datetime
 from backup_manager import drills, jobs
 from backup_manager.api import run_restore_drill
 from backup_manager.core.drill import is_drill_site_name
-from backup_manager.locks import drill_lock_name
+from backup_manager.locks import drill_lock_name, is_drill_locked
 from backup_manager.notifications import send_unverified_restore_alerts
 from backup_manager.tests.test_offsite_run import S3_ENDPOINT, make_destination, s3_client
 from backup_manager.tests.utils import (
@@ -249,6 +249,10 @@ class TestRestoreDrill(FrappeTestCase):
 		os.kill(process.pid, signal.SIGKILL)
 		process.wait()
 		self.assertEqual(frappe.db.get_value("Backup Restore Drill", drill_name, "status"), "Running")
+		# The server frees the dead connection's lock once it sees the socket closed.
+		deadline = time.monotonic() + 30
+		while is_drill_locked() and time.monotonic() < deadline:
+			time.sleep(0.2)
 
 		jobs.tick()
 
