@@ -94,7 +94,16 @@ class TestRestoreDrill(FrappeTestCase):
 			raise AssertionError("Restore drill tests need the S3 server: set BM_TEST_S3_ENDPOINT")
 		frappe.set_user("Administrator")
 		ensure_outgoing_email_account()
+		cls.log = cls.destination = cls.bucket = None
 		cls.marker = "bm-drill-marker-" + frappe.generate_hash(length=8)
+		try:
+			cls.make_class_backup()
+		except Exception:
+			cls.tearDownClass()
+			raise
+
+	@classmethod
+	def make_class_backup(cls):
 		frappe.get_doc({"doctype": "ToDo", "description": cls.marker}).insert(ignore_permissions=True)
 		for folder in ("public", "private"):
 			with open(frappe.get_site_path(folder, "files", f"{cls.marker}.bin"), "wb") as handle:
@@ -113,24 +122,26 @@ class TestRestoreDrill(FrappeTestCase):
 	def tearDownClass(cls):
 		frappe.db.rollback()
 		for name in frappe.get_all(
-			"Backup Restore Drill", filters={"backup_log": cls.log.name}, pluck="name"
+			"Backup Restore Drill", filters={"backup_log": cls.log.name if cls.log else ""}, pluck="name"
 		):
 			frappe.db.delete(
 				"Email Queue", {"reference_doctype": "Backup Restore Drill", "reference_name": name}
 			)
 			frappe.delete_doc("Backup Restore Drill", name, force=True, ignore_permissions=True)
 		delete_test_policies()
-		frappe.delete_doc("Backup Destination", cls.destination.name, force=True, ignore_permissions=True)
+		if cls.destination:
+			frappe.delete_doc("Backup Destination", cls.destination.name, force=True, ignore_permissions=True)
 		for name in frappe.get_all("ToDo", filters={"description": cls.marker}, pluck="name"):
 			frappe.delete_doc("ToDo", name, force=True, ignore_permissions=True)
 		for folder in ("public", "private"):
 			path = frappe.get_site_path(folder, "files", f"{cls.marker}.bin")
 			if os.path.exists(path):
 				os.remove(path)
-		client = s3_client()
-		for item in client.list_objects_v2(Bucket=cls.bucket).get("Contents", []):
-			client.delete_object(Bucket=cls.bucket, Key=item["Key"])
-		client.delete_bucket(Bucket=cls.bucket)
+		if cls.bucket:
+			client = s3_client()
+			for item in client.list_objects_v2(Bucket=cls.bucket).get("Contents", []):
+				client.delete_object(Bucket=cls.bucket, Key=item["Key"])
+			client.delete_bucket(Bucket=cls.bucket)
 		frappe.db.commit()
 		super().tearDownClass()
 
