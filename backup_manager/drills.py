@@ -222,7 +222,7 @@ def restore_and_check(drill, log, manifest: Manifest, checks: list):
 	checks_time = 0.0
 
 	ok, output = run_script(render_shell(replace(plan, steps=plan.steps[:migrate_at])), env, bench)
-	drill.output = output[-OUTPUT_TAIL_CHARACTERS:]
+	drill.output = summarise_output(output)
 	checks.append(_script_check(_("Restore"), ok, output))
 	if not ok:
 		return
@@ -237,7 +237,7 @@ def restore_and_check(drill, log, manifest: Manifest, checks: list):
 	checks_time += time.monotonic() - mark
 
 	ok, output = run_script(render_shell(replace(plan, steps=plan.steps[migrate_at:])), env, bench)
-	drill.output = (drill.output + "\n" + output)[-OUTPUT_TAIL_CHARACTERS:]
+	drill.output = drill.output + "\n" + summarise_output(output)
 	checks.append(_script_check(_("Migrate"), ok, output))
 	if not ok:
 		return
@@ -246,6 +246,12 @@ def restore_and_check(drill, log, manifest: Manifest, checks: list):
 	checks_time += time.monotonic() - mark
 	drill.checks_seconds = round(checks_time, 1)
 	drill.restore_seconds = round(time.monotonic() - started - checks_time, 1)
+
+
+def summarise_output(output: str) -> str:
+	"""Every step the plan announced, then the tail of its output (where a failure shows)."""
+	steps = [line for line in output.splitlines() if line.startswith("==> ")]
+	return "\n".join(steps) + "\n...\n" + output[-OUTPUT_TAIL_CHARACTERS // 2 :]
 
 
 def _script_check(name: str, ok: bool, output: str) -> drill_rules.CheckResult:

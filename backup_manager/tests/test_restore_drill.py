@@ -199,7 +199,7 @@ class TestRestoreDrill(FrappeTestCase):
 		drill = run_drill(self.log.name, destination=self.destination.name)
 		self.assertEqual(drill.status, "Passed", drill.error_message or drill.output)
 		self.assertEqual(drill.source, self.destination.name)
-		self.assertIn("Download", drill.output)
+		self.assertIn("Download the backup", drill.output)
 		self.assertNotIn(self.destination.get_password("secret_access_key"), drill.output)
 
 	def test_corrupted_artifact_fails_the_drill_naming_the_artifact(self):
@@ -328,6 +328,8 @@ class TestRestoreDrill(FrappeTestCase):
 				"alert_no_verified_restore_days": 2,
 				"last_verified_restore_at": add_to_date(now_datetime(), days=-3),
 				"last_drill_alert_at": None,
+				# A new policy gets a whole window before its first alert.
+				"creation": add_to_date(now_datetime(), days=-10),
 			},
 		)
 		frappe.db.commit()
