@@ -15,6 +15,7 @@ from backup_manager.core.contents import (
 	FileStatsCollector,
 	RowCounter,
 	files_relative_path,
+	sample_key,
 )
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -66,6 +67,11 @@ class TestRowCounter(unittest.TestCase):
 		cut = data[: data.index(b"('c',")]
 		with self.assertRaises(DumpParseError):
 			count_in_chunks(cut, 100)
+
+	def test_an_unterminated_string_is_an_error(self):
+		data = b"INSERT INTO `tabA` VALUES ('a'),('b);\nINSERT INTO `tabB` VALUES (1);\n"
+		with self.assertRaises(DumpParseError):
+			count_in_chunks(data, len(data))
 
 	def test_gzip_pass_hashes_checks_and_counts_in_one_read(self):
 		data = read_fixture("mariadb-dump-tuple-per-line.sql")
@@ -125,6 +131,8 @@ class TestFileStats(unittest.TestCase):
 		self.assertEqual(len(forward_stats.samples), 8)
 		self.assertEqual(forward_stats.samples, backward_stats.samples)
 		self.assertEqual(forward_stats.count, 40)
+		# The sample is the files whose names hash lowest.
+		self.assertEqual(set(forward_stats.samples), set(sorted(files, key=sample_key)[:8]))
 		for name, sha256 in forward_stats.samples.items():
 			self.assertEqual(sha256, hashlib.sha256(files[name]).hexdigest())
 
