@@ -429,7 +429,7 @@ def read_site_status(site: str) -> dict:
 @click.option(
 	"--from-destination",
 	"destination",
-	help="Restore from this Backup Destination (default: the policy's drill destination, else local files)",
+	help="Restore from this Backup Destination (default: the local files, else the policy's drill destination)",
 )
 @pass_context
 def drill(context, backup_log, destination):
@@ -438,7 +438,9 @@ def drill(context, backup_log, destination):
 
 	with connected_site(context):
 		get_log_or_fail(backup_log)
-		started = start_drill(backup_log=backup_log, trigger="CLI", destination=destination, enqueue=False)
+		started = start_drill(
+			backup_log=backup_log, trigger="CLI", destination=destination, prefer_local=True, enqueue=False
+		)
 		if started.status != "Queued":
 			fail(
 				f"Restore drill {started.name} of {backup_log} is already {started.status}: wait for it to finish."

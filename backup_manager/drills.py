@@ -70,8 +70,19 @@ def drill_job_id(drill_name: str) -> str:
 	return f"backup_manager:drill:{drill_name}"
 
 
-def start_drill(*, backup_log: str, trigger: str, destination: str | None = None, enqueue: bool = True):
-	"""Record a drill of a backup and queue it; an active drill of the same backup is returned instead."""
+def start_drill(
+	*,
+	backup_log: str,
+	trigger: str,
+	destination: str | None = None,
+	prefer_local: bool = False,
+	enqueue: bool = True,
+):
+	"""Record a drill of a backup and queue it; an active drill of the same backup is returned instead.
+
+	The source: `destination` if named; else local files when `prefer_local` (the CLI) and they
+	exist; else the policy's choice (its drill destination, else its first, else local files).
+	"""
 	log = frappe.get_doc("Backup Log", backup_log)
 	if log.status not in ("Success", "Partial") or not log.manifest:
 		frappe.throw(
@@ -86,7 +97,7 @@ def start_drill(*, backup_log: str, trigger: str, destination: str | None = None
 	)
 	if active:
 		return frappe.get_doc("Backup Restore Drill", active[0])
-	source = resolve_source(log, destination)
+	source = resolve_source(log, destination, prefer_local)
 	drill = frappe.get_doc(
 		{
 			"doctype": "Backup Restore Drill",
@@ -115,7 +126,7 @@ def start_drill(*, backup_log: str, trigger: str, destination: str | None = None
 	return drill
 
 
-def resolve_source(log, destination: str | None) -> str | None:
+def resolve_source(log, destination: str | None, prefer_local: bool = False) -> str | None:
 	"""The destination to drill from (None: local files): the named one, else the policy's choice."""
 	complete = outcome.complete_destinations(log.uploads, [row.destination for row in log.uploads])
 	if destination:
@@ -127,6 +138,8 @@ def resolve_source(log, destination: str | None) -> str | None:
 				exc=DrillRefused,
 			)
 		return destination
+	if prefer_local and has_local_files(log):
+		return None
 	preferred = None
 	if log.policy and frappe.db.exists("Backup Policy", log.policy):
 		preferred = frappe.get_doc("Backup Policy", log.policy).get_drill_destination()

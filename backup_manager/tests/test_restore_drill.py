@@ -78,7 +78,9 @@ def drill_leftovers() -> list[str]:
 
 
 def run_drill(log_name: str, destination: str | None = None):
-	drill = drills.start_drill(backup_log=log_name, trigger="CLI", destination=destination, enqueue=False)
+	drill = drills.start_drill(
+		backup_log=log_name, trigger="CLI", destination=destination, prefer_local=True, enqueue=False
+	)
 	return drills.execute_drill(drill)
 
 
@@ -284,6 +286,8 @@ class TestRestoreDrill(FrappeTestCase):
 			self.assertEqual(cursor.fetchone()[0], 1)
 
 		queued = drills.start_drill(backup_log=self.log.name, trigger="Manual", enqueue=False)
+		# Desk drills restore from the policy's drill destination (its first one here).
+		self.assertEqual(queued.destination, self.destination.name)
 		self.assertEqual(
 			drills.start_drill(backup_log=self.log.name, trigger="Manual", enqueue=False).name, queued.name
 		)
