@@ -33,7 +33,13 @@ from frappe.utils import add_to_date, get_datetime, now_datetime, time_diff_in_s
 from backup_manager.core import drill as drill_rules
 from backup_manager.core import outcome
 from backup_manager.core.checksums import sha256_file
-from backup_manager.core.manifest import DATABASE, PRIVATE_FILES, PUBLIC_FILES, Manifest
+from backup_manager.core.manifest import (
+	DATABASE,
+	ENV_MANIFEST_KEY,
+	PRIVATE_FILES,
+	PUBLIC_FILES,
+	Manifest,
+)
 from backup_manager.core.restore_plan import (
 	ENV_ACCESS_KEY_ID,
 	ENV_ADMIN_PASSWORD,
@@ -44,6 +50,7 @@ from backup_manager.core.restore_plan import (
 	render_shell,
 )
 from backup_manager.locks import acquire_drill_lock, is_drill_locked, release_drill_lock
+from backup_manager.manifest_key import get_manifest_key
 from backup_manager.notifications import notify_drill
 from backup_manager.restore import build_plan_for_log, get_bench_apps, has_local_files
 from backup_manager.run_log import record_drill_attempt, record_restore_verified, redact_secrets
@@ -321,6 +328,10 @@ def build_script_environment(drill, manifest: Manifest) -> dict:
 	env = {key: value for key, value in os.environ.items() if key not in _plan_secret_names()}
 	env[DRILL_MARKER_ENV] = drill.name
 	env[ENV_ADMIN_PASSWORD] = frappe.generate_hash(length=32)
+	# Downloads verify the manifest with it; the drill site gets it as a restored site would.
+	manifest_key = get_manifest_key()
+	if manifest_key:
+		env[ENV_MANIFEST_KEY] = manifest_key
 	if not frappe.conf.get("root_password") and os.environ.get(ENV_DB_ROOT_PASSWORD):
 		env[ENV_DB_ROOT_PASSWORD] = os.environ[ENV_DB_ROOT_PASSWORD]
 	if manifest.encrypted and frappe.conf.get("backup_encryption_key"):
