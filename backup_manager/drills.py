@@ -11,6 +11,8 @@ One drill at a time per bench (locks.drill_lock_name); the plan's subprocesses r
 and IO priority. The comparisons themselves are core.drill's.
 """
 
+import fcntl
+import glob
 import json
 import os
 import re
@@ -23,7 +25,6 @@ import tempfile
 import time
 from dataclasses import replace
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import frappe
 import pymysql
@@ -41,6 +42,7 @@ from backup_manager.core.manifest import (
 	Manifest,
 )
 from backup_manager.core.restore_plan import (
+	COMMON_CONFIG_PATH,
 	ENV_ACCESS_KEY_ID,
 	ENV_ADMIN_PASSWORD,
 	ENV_DB_ROOT_PASSWORD,
@@ -49,6 +51,7 @@ from backup_manager.core.restore_plan import (
 	SAVED_COMMON_CONFIG_PATTERN,
 	render_shell,
 )
+from backup_manager.core.restore_plan.constants import CONFIG_TEMP_PATTERN, RESTORE_LOCK_PATH
 from backup_manager.locks import acquire_drill_lock, is_drill_locked, release_drill_lock
 from backup_manager.manifest_key import get_manifest_key
 from backup_manager.notifications import notify_drill
@@ -531,33 +534,46 @@ def try_drop_drill_site(drill) -> bool:
 
 
 def kill_drill_processes(drill_name: str):
-	"""SIGKILL every process left from a drill (found by its marker variable), never this one."""
+	"""SIGKILL every process left from a drill (found by its marker variable) and wait until none is left."""
 	marker = f"{DRILL_MARKER_ENV}={drill_name}".encode() + b"\0"
-	for entry in os.listdir("/proc"):
-		if not entry.isdigit() or int(entry) == os.getpid():
-			continue
+	for _attempt in range(50):
+		found = False
+		for entry in os.listdir("/proc"):
+			if not entry.isdigit() or int(entry) == os.getpid():
+				continue
+			try:
+				with open(f"/proc/{entry}/environ", "rb") as handle:
+					if marker in handle.read() + b"\0":
+						found = True
+						os.kill(int(entry), signal.SIGKILL)
+			except (OSError, ProcessLookupError):
+				continue
+		if not found:
+			return
+		time.sleep(0.2)
+
+
+def recover_interrupted_plan():
+	"""Undo what a killed plan left, as the plan's own first step does: put back its saved copy of
+	common_site_config.json and delete its temporary config files.
+
+	Only while holding the plan's restore lock: then no restore runs on this bench, so every
+	saved copy is an interrupted restore's original. Busy lock: the next plan recovers them.
+	"""
+	bench = os.path.realpath(frappe.utils.get_bench_path())
+	with open(os.path.join(bench, RESTORE_LOCK_PATH), "a") as lock:
 		try:
-			with open(f"/proc/{entry}/environ", "rb") as handle:
-				if marker in handle.read() + b"\0":
-					os.kill(int(entry), signal.SIGKILL)
-		except (OSError, ProcessLookupError):
-			continue
-
-
-def put_back_common_config(started_at):
-	"""A killed plan leaves its saved copy of common_site_config.json: put the original back."""
-	sites = get_sites_path()
-	pattern = os.path.basename(SAVED_COMMON_CONFIG_PATTERN).replace(".", r"\.").replace("*", ".*")
-	started = get_datetime(started_at)
-	zone = ZoneInfo(frappe.utils.get_system_timezone())
-	for name in os.listdir(sites):
-		path = os.path.join(sites, name)
-		if not re.fullmatch(pattern, name):
-			continue
-		modified = datetime.fromtimestamp(os.path.getmtime(path), tz=zone).replace(tzinfo=None)
-		# Only a copy made after this drill started is its own (a plan refuses to start while one exists).
-		if modified >= add_to_date(started, seconds=-5):
-			os.replace(path, os.path.join(sites, "common_site_config.json"))
+			fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+		except BlockingIOError:
+			return
+		try:
+			for leftover in glob.glob(os.path.join(bench, SAVED_COMMON_CONFIG_PATTERN)):
+				os.replace(leftover, os.path.join(bench, COMMON_CONFIG_PATH))
+			for pattern in CONFIG_TEMP_PATTERN.split():
+				for leftover in glob.glob(os.path.join(bench, pattern)):
+					os.remove(leftover)
+		finally:
+			fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def save_drill(drill):
@@ -663,7 +679,7 @@ def fail_dead_drill(drill):
 	was_running = drill.status == "Running"
 	if was_running and drill.drill_site:
 		drill.site_dropped = int(try_drop_drill_site(drill))
-		put_back_common_config(drill.started_at)
+		recover_interrupted_plan()
 	reason = (
 		_(
 			"The drill stopped without finishing: its worker was killed, crashed or hit the job timeout. Its drill site was dropped."
