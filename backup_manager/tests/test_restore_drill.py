@@ -66,10 +66,9 @@ def hash_folder(path: str) -> dict:
 
 
 def drill_leftovers() -> list[str]:
-	"""Anything a drill may leave on the bench: sites, archived copies, work folders, saved configs."""
+	"""What a drill may leave on the bench: sites, archived copies, work folders."""
 	bench = os.path.dirname(sites_path())
 	found = [name for name in os.listdir(sites_path()) if is_drill_site_name(name)]
-	found += [name for name in os.listdir(sites_path()) if name.startswith(".common_site_config.json.")]
 	for folder in ("archived/sites", drills.DRILL_WORK_FOLDER):
 		path = os.path.join(bench, folder)
 		if os.path.isdir(path):
@@ -277,6 +276,8 @@ class TestRestoreDrill(FrappeTestCase):
 		self.assertEqual(database_names(), databases)
 		self.assertEqual(drill_leftovers(), [])
 		self.assertEqual(marked_processes(drill_name), [])
+		# The plan's saved copy of common_site_config.json (it was killed while holding one) is put back.
+		self.assertEqual(saved_common_configs(), [])
 
 	def test_second_drill_while_one_runs_is_refused_and_requests_are_deduplicated(self):
 		holder = root_connection()
@@ -376,6 +377,10 @@ class TestRestoreDrill(FrappeTestCase):
 	def set_manifest(self, manifest: str):
 		frappe.db.set_value("Backup Log", self.log.name, "manifest", manifest, update_modified=False)
 		frappe.db.commit()
+
+
+def saved_common_configs() -> list[str]:
+	return [name for name in os.listdir(sites_path()) if name.startswith(".common_site_config.json.")]
 
 
 def marked_processes(drill_name: str) -> list[int]:
