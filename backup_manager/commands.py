@@ -461,6 +461,3 @@ def drill(context, backup_log, destination):
 
 
 commands = [backup_manager]
-
-
-commands = [backup_manager]
