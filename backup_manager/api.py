@@ -14,6 +14,7 @@ from backup_manager.core.health import render_prometheus
 from backup_manager.drills import start_drill
 from backup_manager.health import get_site_health, issue_monitor_token, to_epoch, to_iso, verify_monitor_token
 from backup_manager.jobs import start_run
+from backup_manager.offsite import accept_host_key
 from backup_manager.offsite import retry_upload as queue_upload_retry
 from backup_manager.offsite import test_destination_connection as check_destination
 from backup_manager.overview import get_overview as build_overview
@@ -67,6 +68,13 @@ def test_destination_connection(destination: str) -> dict:
 	"""Test Connection: the bucket exists and a probe object can be written, read and deleted."""
 	require_backup_admin()
 	return check_destination(get_existing_doc("Backup Destination", destination).name)
+
+
+@frappe.whitelist(methods=["POST"])
+def accept_destination_host_key(destination: str, fingerprint: str) -> dict:
+	"""Pin an SFTP server's host key, after the user compared its fingerprint (fetched again here)."""
+	require_backup_admin()
+	return accept_host_key(get_existing_doc("Backup Destination", destination).name, fingerprint)
 
 
 @frappe.whitelist()

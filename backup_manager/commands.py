@@ -283,17 +283,36 @@ def retry_upload(context, backup_log):
 
 @backup_manager.command("test-destination")
 @click.argument("destination")
+@click.option(
+	"--accept-host-key",
+	"fingerprint",
+	default="",
+	help="SFTP: pin the server's host key if its fingerprint is this (SHA256:..., shown by a first test)",
+)
 @pass_context
-def test_destination(context, destination):
-	"""Check a Backup Destination: bucket exists, keys can write, read and delete a probe."""
+def test_destination(context, destination, fingerprint):
+	"""Check a Backup Destination: reachable, a probe can be written, read and deleted (SFTP: host key first)."""
 	import frappe
 
-	from backup_manager.offsite import test_destination_connection
+	from backup_manager.offsite import accept_host_key, test_destination_connection
 
 	with connected_site(context):
 		if not frappe.db.exists("Backup Destination", destination):
 			fail(f"Backup Destination {destination!r} does not exist")
+		if fingerprint:
+			try:
+				accept_host_key(destination, fingerprint)
+			except frappe.ValidationError as exc:
+				fail(str(exc))
+			frappe.db.commit()
+			click.secho(f"Accepted host key {fingerprint}", fg="green")
 		report = test_destination_connection(destination)
+		if report.get("host_key_to_accept"):
+			click.echo(
+				f"The server offers host key {report['host_key_to_accept']}. If it is the server's (ask its "
+				f"administrator: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), accept it with "
+				f"--accept-host-key {report['host_key_to_accept']}"
+			)
 		for check in report["checks"]:
 			click.secho(
 				f"{'OK ' if check['ok'] else 'BAD'}\t{check['name']}\t{check['message']}",

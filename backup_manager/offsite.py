@@ -14,6 +14,7 @@ from frappe.utils import cint, now_datetime
 from backup_manager.core import offsite, outcome, progress
 from backup_manager.core.manifest import Manifest
 from backup_manager.core.progress import ProgressReporter
+from backup_manager.core.storage import STORAGE_SFTP, fetch_host_key
 from backup_manager.locks import policy_lock
 from backup_manager.manifest_key import get_manifest_key, sign
 from backup_manager.notifications import notify_run
@@ -142,9 +143,11 @@ def apply_destination_retention(destination, policy, dry_run: bool = False) -> l
 	known_ids = frappe.get_all(
 		"Backup Log", filters={"site": frappe.local.site, "backup_id": ("is", "set")}, pluck="backup_id"
 	)
+	backend = None
 	try:
+		backend = destination.get_backend()
 		return offsite.apply_offsite_retention(
-			destination.get_backend(),
+			backend,
 			prefix=destination.path_prefix or "",
 			site=frappe.local.site,
 			rules=policy.get_retention_rules(),
@@ -163,6 +166,9 @@ def apply_destination_retention(destination, policy, dry_run: bool = False) -> l
 		if dry_run:
 			raise
 		return []
+	finally:
+		if backend is not None:
+			backend.close()
 
 
 def retry_upload(log_name: str, *, enqueue: bool = True):
@@ -240,9 +246,17 @@ def get_log_destination(log, destination_name: str | None):
 
 
 def test_destination_connection(destination_name: str) -> dict:
-	"""Test Connection: bucket exists, a probe object can be written, read and deleted; recorded on the destination."""
+	"""Test Connection: the store is reachable and a probe can be written, read and deleted; recorded on the destination.
+
+	For SFTP the first check is the host key: the answer carries the key the server offers and its
+	fingerprint, so that the user can compare it and accept it (accept_host_key).
+	"""
 	destination = frappe.get_doc("Backup Destination", destination_name)
-	report = destination.get_backend().check_connection()
+	backend = destination.get_backend()
+	try:
+		report = backend.check_connection()
+	finally:
+		backend.close()
 	message = "\n".join(
 		f"{'✔' if check.ok else '✘'} {check.name}: {check.message}" for check in report.checks
 	)
@@ -256,4 +270,34 @@ def test_destination_connection(destination_name: str) -> dict:
 	return {
 		"ok": report.ok,
 		"checks": [{"name": check.name, "ok": check.ok, "message": check.message} for check in report.checks],
+		# Public: a host key is what the server shows to anyone who connects.
+		"host_key_fingerprint": report.host_key_fingerprint,
+		"host_key_to_accept": report.host_key_fingerprint
+		if report.host_key and report.host_key_fingerprint != (destination.host_key_fingerprint or "")
+		else "",
 	}
+
+
+def accept_host_key(destination_name: str, fingerprint: str) -> dict:
+	"""Pin the host key the SFTP server offers now, if it is the one whose fingerprint the user accepted."""
+	destination = frappe.get_doc("Backup Destination", destination_name)
+	if destination.storage_type != STORAGE_SFTP:
+		frappe.throw(_("Backup Destination {0} is not an SFTP destination.").format(destination.name))
+	# Fetched again rather than taken from the browser: only the key the server really offers,
+	# and only if it is the one the user saw, is pinned.
+	offered, offered_fingerprint = fetch_host_key(destination.get_sftp_config())
+	if offered_fingerprint != (fingerprint or "").strip():
+		frappe.throw(
+			_(
+				"{0} now offers host key {1}, not the {2} you accepted. Nothing was changed; run Test Connection again."
+			).format(destination.sftp_host, offered_fingerprint, fingerprint),
+			exc=frappe.ValidationError,
+		)
+	destination.host_key = offered
+	destination.host_key_fingerprint = offered_fingerprint
+	destination.flags.keep_host_key = True
+	destination.save()
+	frappe.logger("backup_manager").info(
+		"Host key %s of %s accepted for %s", offered_fingerprint, destination.sftp_host, destination.name
+	)
+	return {"host_key_fingerprint": offered_fingerprint}

@@ -16,6 +16,7 @@ from backup_manager.core.restore_plan import (
 	render_shell,
 	render_text,
 )
+from backup_manager.core.storage import STORAGE_FOLDER, STORAGE_SFTP
 from backup_manager.offsite import get_log_destination
 
 RENDERERS = {"text": render_text, "json": render_json, "sh": render_shell}
@@ -52,16 +53,7 @@ def build_plan_for_log(
 	source = None
 	local_dir = None
 	if destination or not has_local_files(log):
-		target = get_log_destination(log, destination)
-		config = target.get_s3_config()
-		source = OffsiteSource(
-			destination_name=target.name,
-			endpoint_url=config.resolved_endpoint_url(),
-			region=config.resolved_region,
-			bucket=config.bucket,
-			prefix=config.prefix,
-			addressing_style=config.addressing_style,
-		)
+		source = get_offsite_source(get_log_destination(log, destination))
 	else:
 		local_dir = log.backup_dir
 	options = RestoreOptions(
@@ -79,6 +71,46 @@ def build_plan_for_log(
 		return build_restore_plan(manifest, options)
 	except ValueError as exc:
 		frappe.throw(str(exc), title=_("Cannot build a restore plan"))
+
+
+def get_offsite_source(target) -> OffsiteSource:
+	"""Where a plan downloads from: the destination's public settings (never a secret)."""
+	if target.storage_type == STORAGE_SFTP:
+		config = target.get_sftp_config(with_secret=False)
+		return OffsiteSource(
+			destination_name=target.name,
+			endpoint_url="",
+			region="",
+			bucket="",
+			prefix=config.prefix,
+			storage_type=STORAGE_SFTP,
+			sftp_host=config.host,
+			sftp_port=config.port,
+			sftp_username=config.username,
+			base_folder=config.base_folder,
+			host_key=config.host_key,
+		)
+	if target.storage_type == STORAGE_FOLDER:
+		config = target.get_folder_config()
+		return OffsiteSource(
+			destination_name=target.name,
+			endpoint_url="",
+			region="",
+			bucket="",
+			prefix=config.prefix,
+			storage_type=STORAGE_FOLDER,
+			folder_path=config.path,
+			must_be_mount_point=config.must_be_mount_point,
+		)
+	config = target.get_s3_config(with_secret=False)
+	return OffsiteSource(
+		destination_name=target.name,
+		endpoint_url=config.resolved_endpoint_url(),
+		region=config.resolved_region,
+		bucket=config.bucket,
+		prefix=config.prefix,
+		addressing_style=config.addressing_style,
+	)
 
 
 def render_plan(plan, output_format: str) -> str:

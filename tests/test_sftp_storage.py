@@ -33,7 +33,7 @@ from backup_manager.core.storage import (
 )
 from backup_manager.core.storage.filetree import is_partial_name
 from backup_manager.core.storage.sftp import HostKeyRefused
-from tests.sshd import SSHServer, sshd_available
+from backup_manager.tests.sshd import SSHServer, sshd_available
 from tests.test_offsite import KEY, NOW, SITE, backup_id_for, make_backup
 
 REQUIRE_SSHD = os.environ.get("BM_REQUIRE_SSHD") == "1"

@@ -6,9 +6,15 @@ For the day the site is gone: run it with the bench's Python (or any Python with
 	python -m backup_manager.core.offsite_tool list --bucket B --endpoint-url U --site S
 	python -m backup_manager.core.offsite_tool download --bucket B ... --site S --backup-id ID --to DIR
 
-Credentials come only from the standard environment variables (AWS_ACCESS_KEY_ID,
-AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), never from the command line, where any user could
-read them in the process list. AWS_DEFAULT_REGION and AWS_ENDPOINT_URL are honoured too.
+	python -m backup_manager.core.offsite_tool list --type sftp --host H --user U --base-folder F \\
+		--host-key "ssh-ed25519 AAAA..." --site S          (or --host-key-fingerprint SHA256:...)
+	python -m backup_manager.core.offsite_tool list --type folder --folder /mnt/backups --site S
+
+Credentials come only from environment variables, never from the command line, where any user
+could read them in the process list: for S3 the standard AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (AWS_DEFAULT_REGION and AWS_ENDPOINT_URL are honoured
+too); for SFTP SFTP_PRIVATE_KEY_FILE (a key file only you can read), SFTP_PRIVATE_KEY (the key
+itself), SFTP_KEY_PASSPHRASE and SFTP_PASSWORD. The host key is public, so it is an argument.
 
 The bucket is untrusted: a manifest is only believed when it verifies with the site's manifest
 key (BACKUP_MANIFEST_KEY, the site's backup_manager_manifest_key) and names the site and backup
@@ -23,7 +29,7 @@ import sys
 from collections.abc import Sequence
 
 from backup_manager.core.checksums import format_size
-from backup_manager.core.errors import BackupManagerError
+from backup_manager.core.errors import BackupManagerError, InvalidPolicy
 from backup_manager.core.manifest import (
 	ENV_MANIFEST_KEY,
 	VERIFIED,
@@ -40,13 +46,30 @@ from backup_manager.core.offsite import (
 )
 from backup_manager.core.storage import (
 	AMAZON_S3,
+	DEFAULT_SFTP_PORT,
 	OTHER_S3_COMPATIBLE,
+	STORAGE_FOLDER,
+	STORAGE_S3,
+	STORAGE_SFTP,
+	FolderConfig,
 	S3Config,
+	SFTPConfig,
 	StorageBackend,
+	StorageConfig,
+	fetch_host_key,
 	get_backend,
 )
 
 VERSION_PATTERN = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
+TYPE_S3 = "s3"
+TYPE_SFTP = "sftp"
+TYPE_FOLDER = "folder"
+# --type values and the Backup Destination "Type" they stand for.
+STORAGE_TYPE_NAMES = {TYPE_S3: STORAGE_S3, TYPE_SFTP: STORAGE_SFTP, TYPE_FOLDER: STORAGE_FOLDER}
+ENV_SFTP_PASSWORD = "SFTP_PASSWORD"
+ENV_SFTP_PRIVATE_KEY = "SFTP_PRIVATE_KEY"
+ENV_SFTP_PRIVATE_KEY_FILE = "SFTP_PRIVATE_KEY_FILE"
+ENV_SFTP_KEY_PASSPHRASE = "SFTP_KEY_PASSPHRASE"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 RED = "\033[31m"
@@ -71,7 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
 		("restore-plan", "print the commands that restore a backup, from its manifest in the bucket"),
 	):
 		command = commands.add_parser(name, help=help_text)
-		command.add_argument("--bucket", required=True)
+		command.add_argument(
+			"--type", choices=tuple(STORAGE_TYPE_NAMES), default=TYPE_S3, dest="storage_type"
+		)
+		command.add_argument("--bucket", default="", help="S3: the bucket")
+		command.add_argument("--host", default="", help="SFTP: the server")
+		command.add_argument("--port", type=int, default=DEFAULT_SFTP_PORT, help="SFTP: the port")
+		command.add_argument("--user", default="", help="SFTP: the user")
+		command.add_argument("--base-folder", default="", help="SFTP: the destination's Base Folder")
+		command.add_argument("--host-key", default="", help="SFTP: the accepted host key, '<type> <base64>'")
+		command.add_argument(
+			"--host-key-fingerprint", default="", help="SFTP: or the accepted key's fingerprint, SHA256:..."
+		)
+		command.add_argument("--folder", default="", help="folder: the mounted folder, e.g. /mnt/backups")
+		command.add_argument(
+			"--no-mount-check", action="store_true", help="folder: do not require a mount point"
+		)
 		command.add_argument("--endpoint-url", default="", help="default: AWS_ENDPOINT_URL, else Amazon S3")
 		command.add_argument("--region", default="", help="default: AWS_DEFAULT_REGION, else us-east-1")
 		command.add_argument("--prefix", default="", help="the policy's Prefix, if it has one")
@@ -105,8 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
 	return parser
 
 
-def config_from(arguments: argparse.Namespace, environ: dict) -> S3Config:
-	"""Build the storage configuration from arguments and the standard AWS environment variables."""
+def config_from(arguments: argparse.Namespace, environ: dict) -> StorageConfig:
+	"""Build the storage configuration from arguments and environment variables (the secrets)."""
+	if arguments.storage_type == TYPE_SFTP:
+		return sftp_config_from(arguments, environ)
+	if arguments.storage_type == TYPE_FOLDER:
+		if not arguments.folder:
+			raise ToolError("Pass --folder, the folder the destination writes to (e.g. /mnt/backups).")
+		config = FolderConfig(
+			path=arguments.folder, prefix=arguments.prefix, must_be_mount_point=not arguments.no_mount_check
+		)
+		_validate(config)
+		return config
+	if not arguments.bucket:
+		raise ToolError("Pass --bucket (or --type sftp / --type folder for other destinations).")
 	access_key_id = environ.get("AWS_ACCESS_KEY_ID", "")
 	secret_access_key = environ.get("AWS_SECRET_ACCESS_KEY", "")
 	if not access_key_id or not secret_access_key:
@@ -127,6 +177,49 @@ def config_from(arguments: argparse.Namespace, environ: dict) -> S3Config:
 		# Reading needs no checksum headers, and an unknown provider might reject them.
 		additional_checksums=False,
 	)
+
+
+def sftp_config_from(arguments: argparse.Namespace, environ: dict) -> SFTPConfig:
+	"""SFTP settings from arguments; key, passphrase and password only from the environment."""
+	config = SFTPConfig(
+		host=arguments.host,
+		port=arguments.port,
+		username=arguments.user,
+		base_folder=arguments.base_folder,
+		prefix=arguments.prefix,
+		password=environ.get(ENV_SFTP_PASSWORD, ""),
+		private_key=environ.get(ENV_SFTP_PRIVATE_KEY, ""),
+		private_key_file=environ.get(ENV_SFTP_PRIVATE_KEY_FILE, ""),
+		private_key_passphrase=environ.get(ENV_SFTP_KEY_PASSPHRASE, ""),
+		host_key=arguments.host_key,
+	)
+	_validate(config)
+	if not (config.password or config.private_key or config.private_key_file):
+		raise ToolError(
+			f"Set {ENV_SFTP_PRIVATE_KEY_FILE} (or {ENV_SFTP_PRIVATE_KEY}, or {ENV_SFTP_PASSWORD}) in the "
+			"environment (never on the command line)."
+		)
+	if not config.host_key:
+		if not arguments.host_key_fingerprint:
+			raise ToolError(
+				"Pass the server's accepted host key (--host-key) or its fingerprint (--host-key-fingerprint "
+				"SHA256:...), as shown on the Backup Destination: an unknown server key is never trusted."
+			)
+		offered, offered_fingerprint = fetch_host_key(config)
+		if offered_fingerprint != arguments.host_key_fingerprint.strip():
+			raise ToolError(
+				f"{config.host} offers host key {offered_fingerprint}, not {arguments.host_key_fingerprint}: "
+				"refused. Check the fingerprint with the server's administrator."
+			)
+		config.host_key = offered
+	return config
+
+
+def _validate(config) -> None:
+	try:
+		config.validate()
+	except InvalidPolicy as exc:
+		raise ToolError(str(exc)) from exc
 
 
 def run_list(backend: StorageBackend, arguments: argparse.Namespace) -> int:
@@ -251,7 +344,6 @@ def read_bench_apps(bench_path: str) -> dict[str, str]:
 def run_restore_plan(backend: StorageBackend, arguments: argparse.Namespace) -> int:
 	"""Build the restore plan of an offsite backup from its manifest, for the bench given."""
 	from backup_manager.core.restore_plan import (
-		OffsiteSource,
 		RestoreOptions,
 		build_restore_plan,
 		render_json,
@@ -260,20 +352,12 @@ def run_restore_plan(backend: StorageBackend, arguments: argparse.Namespace) -> 
 	)
 
 	manifest = read_manifest_for(backend, arguments).manifest
-	config = backend.config
 	bench_path = os.path.abspath(arguments.bench_path or os.getcwd())
 	options = RestoreOptions(
 		target_site=arguments.new_site or arguments.site,
 		new_site=bool(arguments.new_site),
 		bench_path=bench_path,
-		source=OffsiteSource(
-			destination_name=config.bucket,
-			endpoint_url=config.resolved_endpoint_url(),
-			region=config.resolved_region,
-			bucket=config.bucket,
-			prefix=arguments.prefix,
-			addressing_style=arguments.addressing_style,
-		),
+		source=source_from(backend.config, arguments),
 		bench_apps=read_bench_apps(bench_path),
 		production=arguments.production,
 	)
@@ -284,6 +368,45 @@ def run_restore_plan(backend: StorageBackend, arguments: argparse.Namespace) -> 
 	renderer = {"text": render_text, "json": render_json, "sh": render_shell}[arguments.output_format]
 	sys.stdout.write(renderer(plan))
 	return EXIT_OK
+
+
+def source_from(config: StorageConfig, arguments: argparse.Namespace):
+	"""Where the restore plan downloads from: the same destination this tool was pointed at."""
+	from backup_manager.core.restore_plan import OffsiteSource
+
+	if isinstance(config, SFTPConfig):
+		return OffsiteSource(
+			destination_name=config.host,
+			endpoint_url="",
+			region="",
+			bucket="",
+			prefix=arguments.prefix,
+			storage_type=STORAGE_SFTP,
+			sftp_host=config.host,
+			sftp_port=config.port,
+			sftp_username=config.username,
+			base_folder=config.base_folder,
+			host_key=config.host_key,
+		)
+	if isinstance(config, FolderConfig):
+		return OffsiteSource(
+			destination_name=config.path,
+			endpoint_url="",
+			region="",
+			bucket="",
+			prefix=arguments.prefix,
+			storage_type=STORAGE_FOLDER,
+			folder_path=config.path,
+			must_be_mount_point=config.must_be_mount_point,
+		)
+	return OffsiteSource(
+		destination_name=config.bucket,
+		endpoint_url=config.resolved_endpoint_url(),
+		region=config.resolved_region,
+		bucket=config.bucket,
+		prefix=arguments.prefix,
+		addressing_style=arguments.addressing_style,
+	)
 
 
 COMMANDS = {
@@ -308,7 +431,10 @@ def main(argv: Sequence[str] | None = None, environ: dict | None = None) -> int:
 	arguments.manifest_key = environ.get(ENV_MANIFEST_KEY, "")
 	try:
 		backend = get_backend(config_from(arguments, environ))
-		return COMMANDS[arguments.command](backend, arguments)
+		try:
+			return COMMANDS[arguments.command](backend, arguments)
+		finally:
+			backend.close()
 	except BackupManagerError as exc:
 		print_error(f"Error: {exc}")
 		return EXIT_FAILURE

@@ -13,6 +13,21 @@ class OffsiteSource:
 	bucket: str
 	prefix: str
 	addressing_style: str = "auto"
+	# "S3-compatible" (the fields above), "SFTP" or "Folder" (the fields below).
+	storage_type: str = "S3-compatible"
+	sftp_host: str = ""
+	sftp_port: int = 22
+	sftp_username: str = ""
+	base_folder: str = ""
+	# The accepted host key, "<type> <base64>": public, so it may appear in the plan.
+	host_key: str = ""
+	folder_path: str = ""
+	must_be_mount_point: bool = True
+
+	@property
+	def label(self) -> str:
+		"""How the plan names the destination."""
+		return self.destination_name or self.bucket or self.sftp_host or self.folder_path
 
 
 @dataclass

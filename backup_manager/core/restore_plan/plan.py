@@ -20,6 +20,12 @@ from backup_manager.core.restore_plan.constants import (
 	ENV_ENCRYPTION_KEY,
 	ENV_SECRET_ACCESS_KEY,
 	ENV_SESSION_TOKEN,
+	ENV_SFTP_KEY_PASSPHRASE,
+	ENV_SFTP_PASSWORD,
+	ENV_SFTP_PRIVATE_KEY,
+	ENV_SFTP_PRIVATE_KEY_FILE,
+	SOURCE_FOLDER,
+	SOURCE_SFTP,
 )
 from backup_manager.core.restore_plan.model import EnvVar, RestoreOptions, RestorePlan
 from backup_manager.core.restore_plan.paths import ResolvedPaths, resolve_paths
@@ -95,7 +101,22 @@ def _list_env_vars(
 ) -> list[EnvVar]:
 	"""The environment variables the commands read, in the order they are first needed."""
 	env_vars = []
-	if downloading:
+	if downloading and options.source.storage_type == SOURCE_SFTP:
+		destination = options.source.label
+		env_vars += [
+			EnvVar(
+				ENV_SFTP_PRIVATE_KEY_FILE,
+				False,
+				f"Path of the SSH private key for {destination} (a file only you can read, chmod 600). "
+				f"Or set {ENV_SFTP_PRIVATE_KEY} to the key itself, or {ENV_SFTP_PASSWORD}.",
+			),
+			EnvVar(ENV_SFTP_PRIVATE_KEY, False, f"The SSH private key for {destination}, if not in a file."),
+			EnvVar(ENV_SFTP_KEY_PASSPHRASE, False, "Passphrase of the private key, if it has one."),
+			EnvVar(
+				ENV_SFTP_PASSWORD, False, f"Password of the SSH user on {destination}, if no key is used."
+			),
+		]
+	elif downloading and options.source.storage_type != SOURCE_FOLDER:
 		destination = options.source.destination_name or options.source.bucket
 		env_vars += [
 			EnvVar(ENV_ACCESS_KEY_ID, True, f"Access key id of the offsite destination {destination}."),

@@ -13,14 +13,19 @@ from backup_manager.core.restore_plan.constants import (
 	ENV_ALLOW_DOWNGRADE,
 	ENV_ENCRYPTION_KEY,
 	ENV_SECRET_ACCESS_KEY,
+	ENV_SFTP_PASSWORD,
+	ENV_SFTP_PRIVATE_KEY,
+	ENV_SFTP_PRIVATE_KEY_FILE,
 	GPG_DECRYPT_ARGS,
 	OFFSITE_TOOL_MODULE,
 	RESTORE_LOCK_PATH,
 	SAVED_COMMON_CONFIG_PATTERN,
+	SOURCE_FOLDER,
+	SOURCE_SFTP,
 	STATUS_DOWNGRADE,
 	STATUS_MISSING,
 )
-from backup_manager.core.restore_plan.model import AppCheck, PlanStep, RestoreOptions
+from backup_manager.core.restore_plan.model import AppCheck, OffsiteSource, PlanStep, RestoreOptions
 from backup_manager.core.restore_plan.paths import ResolvedPaths
 from backup_manager.core.restore_plan.programs import FRAPPE_VERSION_SNIPPET, VERIFY_FILES_SNIPPET
 from backup_manager.core.restore_plan.shell import guard, run_bench_python
@@ -149,29 +154,21 @@ def build_apps_step(app_checks: list[AppCheck], manifest: Manifest, new_site: bo
 def build_download_step(manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:
 	"""Download the backup's files with the offsite tool, credentials from the environment only."""
 	source = options.source
-	# --name=value: a value starting with "-" (a bucket, a prefix) cannot be taken for an option.
-	values = [("--bucket", source.bucket)]
-	if source.endpoint_url:
-		values.append(("--endpoint-url", source.endpoint_url))
-	if source.region:
-		values.append(("--region", source.region))
-	values.append(("--prefix", source.prefix or ""))
-	if source.addressing_style and source.addressing_style != "auto":
-		values.append(("--addressing-style", source.addressing_style))
+	values = source_arguments(source)
 	values += [("--site", manifest.site), ("--backup-id", manifest.backup_id), ("--to", paths.work_dir)]
 	arguments = [
 		BENCH_PYTHON,
 		"-m",
 		OFFSITE_TOOL_MODULE,
 		"download",
-		*(f"{name}={value}" for name, value in values),
+		*(name if name == NO_MOUNT_CHECK_FLAG else f"{name}={value}" for name, value in values),
 	]
 	return PlanStep(
 		key="download",
-		title=f"Download the backup from {source.destination_name or source.bucket}",
+		title=f"Download the backup from {source.label}",
 		explanation=(
 			"The download tool needs no site: it runs under the bench's python and takes its credentials "
-			f"only from {ENV_ACCESS_KEY_ID} and {ENV_SECRET_ACCESS_KEY}, never from its command line. It "
+			f"only from {_credential_names(source)}, never from its command line. It "
 			f"refuses a manifest that does not verify with {ENV_MANIFEST_KEY} or that names another site or "
 			"backup, and writes into a folder only the bench user can open."
 		),
@@ -182,6 +179,48 @@ def build_download_step(manifest: Manifest, options: RestoreOptions, paths: Reso
 			"manifest this site did not write: use another backup."
 		),
 	)
+
+
+# The one offsite tool option without a value.
+NO_MOUNT_CHECK_FLAG = "--no-mount-check"
+
+
+def source_arguments(source: OffsiteSource) -> list[tuple[str, str]]:
+	"""The offsite tool's arguments naming the destination (public values only, never a secret)."""
+	# --name=value: a value starting with "-" (a bucket, a prefix) cannot be taken for an option.
+	if source.storage_type == SOURCE_SFTP:
+		values = [
+			("--type", "sftp"),
+			("--host", source.sftp_host),
+			("--port", str(source.sftp_port or 22)),
+			("--user", source.sftp_username),
+			("--base-folder", source.base_folder or ""),
+			("--host-key", source.host_key),
+		]
+	elif source.storage_type == SOURCE_FOLDER:
+		values = [("--type", "folder"), ("--folder", source.folder_path)]
+		if not source.must_be_mount_point:
+			values.append((NO_MOUNT_CHECK_FLAG, ""))
+	else:
+		values = [("--bucket", source.bucket)]
+		if source.endpoint_url:
+			values.append(("--endpoint-url", source.endpoint_url))
+		if source.region:
+			values.append(("--region", source.region))
+		values.append(("--prefix", source.prefix or ""))
+		if source.addressing_style and source.addressing_style != "auto":
+			values.append(("--addressing-style", source.addressing_style))
+		return values
+	values.append(("--prefix", source.prefix or ""))
+	return values
+
+
+def _credential_names(source: OffsiteSource) -> str:
+	if source.storage_type == SOURCE_SFTP:
+		return f"{ENV_SFTP_PRIVATE_KEY_FILE} (or {ENV_SFTP_PRIVATE_KEY}, {ENV_SFTP_PASSWORD})"
+	if source.storage_type == SOURCE_FOLDER:
+		return "nothing (it reads the mounted folder)"
+	return f"{ENV_ACCESS_KEY_ID} and {ENV_SECRET_ACCESS_KEY}"
 
 
 def build_verify_step(manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:

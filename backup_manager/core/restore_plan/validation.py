@@ -8,6 +8,8 @@ from backup_manager.core.restore_plan.constants import (
 	APP_NAME_PATTERN,
 	CONTROL_CHARACTERS,
 	SHA256_PATTERN,
+	SOURCE_FOLDER,
+	SOURCE_SFTP,
 )
 from backup_manager.core.restore_plan.model import RestoreOptions
 
@@ -60,8 +62,21 @@ def _validate_request(manifest: Manifest, options: RestoreOptions) -> None:
 			"Set RestoreOptions.local_dir (the backup's files are on this server) or "
 			"RestoreOptions.source (download them from an offsite destination)."
 		)
-	if options.source and not options.local_dir and not options.source.bucket:
-		raise ValueError("OffsiteSource.bucket is empty: set the bucket the backup was uploaded to.")
+	source = options.source
+	if source and not options.local_dir:
+		if source.storage_type == SOURCE_SFTP:
+			if not (source.sftp_host and source.sftp_username and source.host_key):
+				raise ValueError(
+					"OffsiteSource needs sftp_host, sftp_username and the accepted host_key to download "
+					"from an SFTP destination."
+				)
+		elif source.storage_type == SOURCE_FOLDER:
+			if not source.folder_path:
+				raise ValueError(
+					"OffsiteSource.folder_path is empty: set the folder the backup was copied to."
+				)
+		elif not source.bucket:
+			raise ValueError("OffsiteSource.bucket is empty: set the bucket the backup was uploaded to.")
 
 
 def _validate_artifacts(manifest: Manifest) -> None:

@@ -516,6 +516,18 @@ class StorageBackend(abc.ABC):
 	def object_locked_until(self, key: str) -> datetime | None:
 		"""Return the Object Lock retain-until date (UTC) of the object, or None if it is not locked."""
 
+	def close(self) -> None:
+		"""Release connections (SFTP); the backend opens a new one if used again."""
+		return None
+
+
+def fetch_host_key(config: SFTPConfig) -> tuple[str, str]:
+	"""Return the host key an SFTP server offers ('<type> <base64>') and its SHA256 fingerprint."""
+	from backup_manager.core.storage.sftp import fingerprint, key_line, scan_host_key
+
+	key = scan_host_key(config)
+	return key_line(key), fingerprint(key)
+
 
 def get_backend(config: StorageConfig) -> StorageBackend:
 	"""Return the backend for a storage configuration."""

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import posixpath
+import re
 import shlex
 import socket
 import stat
@@ -104,14 +105,35 @@ def load_private_key(config: SFTPConfig) -> paramiko.PKey | None:
 	"""Return the configured private key, or None to log in with the password."""
 	passphrase = config.private_key_passphrase or None
 	if config.private_key:
-		return _load_key(
-			lambda cls: cls.from_private_key(io.StringIO(config.private_key.strip() + "\n"), passphrase)
-		)
+		text = normalize_private_key(config.private_key)
+		return _load_key(lambda cls: cls.from_private_key(io.StringIO(text), passphrase))
 	if config.private_key_file:
 		path = config.private_key_file
 		check_key_file(path)
 		return _load_key(lambda cls: cls.from_private_key_file(path, passphrase))
 	return None
+
+
+def normalize_private_key(text: str) -> str:
+	"""Put back the line breaks a single-line Password input drops from a pasted PEM/OpenSSH key."""
+	text = text.strip()
+	if "\n" in text:
+		return text + "\n"
+	match = re.match(r"^(-----BEGIN [A-Z0-9 ]+-----)(.*?)(-----END [A-Z0-9 ]+-----)$", text)
+	if not match:
+		return text + "\n"
+	lines, header = [], ""
+	for token in match.group(2).split():
+		# "Proc-Type: 4,ENCRYPTED" and "DEK-Info: ..." of legacy encrypted PEM keys stay one line.
+		if token.endswith(":"):
+			header = token
+			continue
+		lines.append(f"{header} {token}" if header else token)
+		if header:
+			header = ""
+			if lines[-1].startswith("DEK-Info:"):
+				lines.append("")
+	return "\n".join([match.group(1), *lines, match.group(3)]) + "\n"
 
 
 def check_key_file(path: str) -> None:

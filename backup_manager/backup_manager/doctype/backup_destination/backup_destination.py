@@ -6,7 +6,16 @@ from frappe import _
 from frappe.model.document import Document
 
 from backup_manager.core.errors import InvalidPolicy
-from backup_manager.core.storage import PROVIDER_PRESETS, S3Config, get_backend
+from backup_manager.core.storage import (
+	PROVIDER_PRESETS,
+	STORAGE_FOLDER,
+	STORAGE_SFTP,
+	FolderConfig,
+	S3Config,
+	SFTPConfig,
+	StorageConfig,
+	get_backend,
+)
 
 
 class InvalidBackupDestination(frappe.ValidationError):
@@ -57,12 +66,21 @@ class BackupDestination(Document):
 	# end: auto-generated types
 	def validate(self):
 		# Saving never touches the network: connection problems are for Test Connection.
-		self.apply_provider_preset()
-		self.bucket = (self.bucket or "").strip()
 		self.path_prefix = (self.path_prefix or "").strip().strip("/")
+		if self.storage_type == STORAGE_SFTP:
+			self.sftp_host = (self.sftp_host or "").strip()
+			self.base_folder = (self.base_folder or "").strip()
+			if self.has_value_changed("sftp_host") or self.has_value_changed("sftp_port"):
+				# A key accepted for another server says nothing about this one.
+				if not self.is_new() and not self.flags.keep_host_key:
+					self.host_key = ""
+					self.host_key_fingerprint = ""
+		elif self.storage_type != STORAGE_FOLDER:
+			self.apply_provider_preset()
+			self.bucket = (self.bucket or "").strip()
 		# The form refuses exactly what the storage backend would refuse at upload time.
 		try:
-			self.get_s3_config(with_secret=False).validate()
+			self.get_storage_config(with_secret=False).validate()
 		except InvalidPolicy as exc:
 			label = self.meta.get_label(exc.field) if self.meta.has_field(exc.field) else ""
 			frappe.throw(str(exc), title=_(label) if label else None, exc=InvalidBackupDestination)
@@ -107,5 +125,49 @@ class BackupDestination(Document):
 			read_back_verify=bool(self.read_back_verify),
 		)
 
+	def get_sftp_config(self, with_secret: bool = True) -> SFTPConfig:
+		def secret(fieldname: str) -> str:
+			if not with_secret:
+				return ""
+			return self.get_password(fieldname, raise_exception=False) or ""
+
+		return SFTPConfig(
+			host=self.sftp_host or "",
+			port=self.sftp_port or 22,
+			username=(self.sftp_username or "").strip(),
+			base_folder=self.base_folder or "",
+			prefix=self.path_prefix or "",
+			password=secret("sftp_password"),
+			private_key=secret("private_key"),
+			private_key_file=(self.private_key_file or "").strip(),
+			private_key_passphrase=secret("private_key_passphrase"),
+			host_key=(self.host_key or "").strip(),
+			read_back_verify=bool(self.read_back_verify),
+		)
+
+	def get_folder_config(self) -> FolderConfig:
+		return FolderConfig(
+			path=(self.folder_path or "").strip(),
+			prefix=self.path_prefix or "",
+			must_be_mount_point=bool(self.must_be_mount_point),
+			read_back_verify=True,
+		)
+
+	def get_storage_config(self, with_secret: bool = True) -> StorageConfig:
+		"""The core configuration of this destination's type."""
+		if self.storage_type == STORAGE_SFTP:
+			return self.get_sftp_config(with_secret=with_secret)
+		if self.storage_type == STORAGE_FOLDER:
+			return self.get_folder_config()
+		return self.get_s3_config(with_secret=with_secret)
+
+	def describe_location(self) -> str:
+		"""Where the copies go, for messages (never a secret)."""
+		if self.storage_type == STORAGE_SFTP:
+			return f"sftp://{self.sftp_username}@{self.sftp_host}:{self.sftp_port or 22}/{self.base_folder or ''}"
+		if self.storage_type == STORAGE_FOLDER:
+			return self.folder_path or ""
+		return self.bucket or ""
+
 	def get_backend(self):
-		return get_backend(self.get_s3_config())
+		return get_backend(self.get_storage_config())
