@@ -31,21 +31,29 @@ class BackupDestination(Document):
 	if TYPE_CHECKING:
 		from frappe.types import DF
 
-		access_key_id: DF.Data
+		access_key_id: DF.Data | None
 		account_id: DF.Data | None
 		addressing_style: DF.Literal["auto", "path", "virtual"]
-		bucket: DF.Data
+		base_folder: DF.Data | None
+		bucket: DF.Data | None
 		destination_name: DF.Data
 		enabled: DF.Check
 		endpoint_url: DF.Data | None
+		folder_path: DF.Data | None
+		host_key: DF.SmallText | None
+		host_key_fingerprint: DF.Data | None
 		kms_key_id: DF.Data | None
 		last_test_at: DF.Datetime | None
 		last_test_message: DF.SmallText | None
 		last_test_status: DF.Literal["", "Passed", "Failed"]
 		max_concurrency: DF.Int
 		multipart_chunksize_mb: DF.Int
+		must_be_mount_point: DF.Check
 		object_lock_days: DF.Int
 		path_prefix: DF.Data | None
+		private_key: DF.Password | None
+		private_key_file: DF.Data | None
+		private_key_passphrase: DF.Password | None
 		provider: DF.Literal[
 			"Amazon S3",
 			"Wasabi",
@@ -57,11 +65,16 @@ class BackupDestination(Document):
 		]
 		read_back_verify: DF.Check
 		region: DF.Data | None
-		secret_access_key: DF.Password
+		secret_access_key: DF.Password | None
 		server_side_encryption: DF.Literal["", "AES256", "aws:kms"]
+		sftp_host: DF.Data | None
+		sftp_password: DF.Password | None
+		sftp_port: DF.Int
+		sftp_username: DF.Data | None
 		storage_class: DF.Literal[
 			"", "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"
 		]
+		storage_type: DF.Literal["S3-compatible", "SFTP", "Folder"]
 
 	# end: auto-generated types
 	def validate(self):
