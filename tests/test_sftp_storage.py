@@ -1,7 +1,10 @@
-"""SFTP destinations against a real OpenSSH server on 127.0.0.1 (started by tests/sshd.py)."""
+"""SFTP destinations against a real OpenSSH server on 127.0.0.1 (backup_manager/tests/sshd.py)."""
 
+import contextlib
 import hashlib
+import io
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -24,10 +27,12 @@ from backup_manager.core.offsite import (
 	upload_backup,
 	verify_remote_backup,
 )
+from backup_manager.core.offsite_tool import main
 from backup_manager.core.retention import RetentionRules
 from backup_manager.core.storage import (
 	VERIFIED_BY_READ_BACK,
 	VERIFIED_BY_SERVER_HASH,
+	FolderConfig,
 	SFTPConfig,
 	get_backend,
 )
@@ -332,3 +337,111 @@ class TestSFTPFailures(SFTPTestCase):
 		self.assertEqual(backup.keys, [f"backups/{SITE}/{backup_id}/site_config_backup.json"])
 		self.assertLessEqual(self.backend.abort_incomplete_uploads("backups/"), 1)
 		self.assertEqual(os.listdir(folder), ["site_config_backup.json"])
+
+
+class TestOffsiteToolOverSFTPAndFolder(SFTPTestCase):
+	"""The disaster tool needs only the server, the key in the environment and the host key."""
+
+	def run_tool(self, *arguments: str, environ: dict) -> tuple[int, str, str]:
+		stdout, stderr = io.StringIO(), io.StringIO()
+		with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+			code = main(list(arguments), environ=environ)
+		return code, stdout.getvalue(), stderr.getvalue()
+
+	def sftp_arguments(self, **overrides) -> list[str]:
+		values = {
+			"--type": "sftp",
+			"--host": "127.0.0.1",
+			"--port": str(self.server.port),
+			"--user": self.server.user,
+			"--base-folder": self.remote,
+			"--prefix": self.prefix,
+			"--site": SITE,
+			**overrides,
+		}
+		return [f"{name}={value}" for name, value in values.items() if value is not None]
+
+	def test_list_download_and_restore_plan_over_sftp_with_the_key_only_in_the_environment(self):
+		backup_id = backup_id_for(NOW, 20)
+		manifest, _results = self.upload(backup_id)
+		environ = {"SFTP_PRIVATE_KEY_FILE": self.server.user_key_path}
+		fingerprint = subprocess.run(
+			["ssh-keygen", "-lf", f"{self.server.host_key_path}.pub"],
+			capture_output=True,
+			text=True,
+			check=True,
+		).stdout.split()[1]
+
+		code, out, err = self.run_tool(
+			"list", *self.sftp_arguments(**{"--host-key-fingerprint": fingerprint}), environ=environ
+		)
+		self.assertEqual(code, 0, err)
+		self.assertIn(backup_id, out)
+
+		code, _out, err = self.run_tool(
+			"list", *self.sftp_arguments(**{"--host-key-fingerprint": "SHA256:" + "B" * 43}), environ=environ
+		)
+		self.assertEqual(code, 1)
+		self.assertIn("refused", err)
+		code, _out, err = self.run_tool("list", *self.sftp_arguments(), environ=environ)
+		self.assertEqual(code, 1)
+		self.assertIn("--host-key", err)
+		code, _out, err = self.run_tool(
+			"list", *self.sftp_arguments(**{"--host-key": self.server.host_key_line}), environ={}
+		)
+		self.assertEqual(code, 1)
+		self.assertIn("SFTP_PRIVATE_KEY_FILE", err)
+
+		target = os.path.join(self.local, "tool-download")
+		code, _out, err = self.run_tool(
+			"download",
+			*self.sftp_arguments(**{"--host-key": self.server.host_key_line}),
+			f"--backup-id={backup_id}",
+			f"--to={target}",
+			environ=environ,
+		)
+		self.assertEqual(code, 0, err)
+		for artifact in manifest.artifacts:
+			with open(os.path.join(target, artifact.file_name), "rb") as handle:
+				self.assertEqual(hashlib.sha256(handle.read()).hexdigest(), artifact.sha256)
+
+		code, plan, err = self.run_tool(
+			"restore-plan",
+			*self.sftp_arguments(**{"--host-key": self.server.host_key_line}),
+			f"--backup-id={backup_id}",
+			"--format=sh",
+			f"--bench-path={self.local}",
+			environ=environ,
+		)
+		self.assertEqual(code, 0, err)
+		self.assertIn("--type=sftp", plan)
+		self.assertIn(shlex.quote(f"--host-key={self.server.host_key_line}"), plan)
+		self.assertIn("SFTP_PRIVATE_KEY_FILE", plan)
+		self.assertNotIn(self.server.user_key_path, plan)
+		self.assertNotIn("AWS_SECRET_ACCESS_KEY", plan)
+		bash = subprocess.run(["bash", "-n"], input=plan, text=True, capture_output=True, check=False)
+		self.assertEqual(bash.returncode, 0, bash.stderr)
+
+	def test_folder_tool_refuses_an_unmounted_folder_unless_told(self):
+		backend = get_backend(FolderConfig(path=self.remote, must_be_mount_point=False))
+		backup_id = backup_id_for(NOW, 21)
+		self.upload(backup_id, backend=backend)
+		arguments = ["--type=folder", f"--folder={self.remote}", f"--prefix={self.prefix}", f"--site={SITE}"]
+		code, _out, err = self.run_tool("list", *arguments, environ={})
+		self.assertEqual(code, 1)
+		self.assertIn("not a mount point", err)
+		code, out, err = self.run_tool("list", *arguments, "--no-mount-check", environ={})
+		self.assertEqual(code, 0, err)
+		self.assertIn(backup_id, out)
+		code, plan, err = self.run_tool(
+			"restore-plan",
+			*arguments,
+			"--no-mount-check",
+			f"--backup-id={backup_id}",
+			"--format=sh",
+			f"--bench-path={self.local}",
+			environ={},
+		)
+		self.assertEqual(code, 0, err)
+		self.assertIn(f"--type=folder --folder={self.remote}", plan)
+		self.assertIn("--no-mount-check", plan)

@@ -16,8 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from backup_manager.core import layout
+from backup_manager.core import dedup_store, layout
 from backup_manager.core.checksums import sha256_file
+from backup_manager.core.dedup import index_name
 from backup_manager.core.errors import (
 	ArtifactError,
 	BackupManagerError,
@@ -28,6 +29,8 @@ from backup_manager.core.errors import (
 from backup_manager.core.manifest import (
 	BAD_SIGNATURE,
 	MANIFEST_FILE_NAME,
+	PRIVATE_FILES,
+	PUBLIC_FILES,
 	VERIFIED,
 	Artifact,
 	Manifest,
@@ -85,6 +88,8 @@ class ArtifactUploadResult:
 	duration_seconds: float
 	error: str = ""
 	verified_by: str = ""
+	# The bytes this artifact stands for; more than `bytes` when deduplicated contents were skipped.
+	represented_bytes: int = 0
 
 
 @dataclass
@@ -161,12 +166,19 @@ class BackupUpload:
 		max_workers: int = DEFAULT_UPLOAD_WORKERS,
 		error: str = "",
 		progress: Callable[[int], None] | None = None,
+		deduplicate: bool = False,
 	):
 		self.backend = backend
 		self.progress = progress
 		self.prefix = prefix
 		self.site = site
 		self.backup_id = backup_id
+		self.max_workers = max_workers
+		# Files archives stored as index + contents (core.dedup_store), by archive file name.
+		self._contents = (
+			dedup_store.StoredContents(backend, prefix, site) if deduplicate and backend is not None else None
+		)
+		self._stored: dict[str, dedup_store.StoredArchive] = {}
 		self.error = error if backend is not None else error or "no storage backend"
 		self._lock = threading.Lock()
 		self._futures: dict[str, Future] = {}
@@ -180,6 +192,20 @@ class BackupUpload:
 		"""Start uploading an artifact (checked and hashed) from `path`, unless it already started."""
 		with self._lock:
 			if self._pool is None or artifact.kind in self._futures:
+				return
+			if self._contents is not None and can_deduplicate(artifact):
+				self._futures[artifact.kind] = self._pool.submit(
+					_upload_deduplicated,
+					self.backend,
+					artifact,
+					path,
+					self.prefix,
+					self.site,
+					self.backup_id,
+					self._contents,
+					self.max_workers,
+					self._stored,
+				)
 				return
 			self._futures[artifact.kind] = self._pool.submit(
 				_upload_artifact,
@@ -226,6 +252,8 @@ class BackupUpload:
 				)
 			)
 			return results
+		# A deduplicated archive is found by its index's name; the manifest (signed) stays as it is
+		# and its sha256 of the archive authenticates the archive rebuilt from the index.
 		results.append(_upload_manifest(self.backend, manifest, manifest_key))
 		return results
 
@@ -258,8 +286,13 @@ def upload_backup(
 	site: str,
 	max_workers: int = DEFAULT_UPLOAD_WORKERS,
 	progress: Callable[[int], None] | None = None,
+	deduplicate: bool = False,
 ) -> list[ArtifactUploadResult]:
-	"""Upload and verify every artifact, then the manifest last; report each, never raise for one."""
+	"""Upload and verify every artifact, then the manifest last; report each, never raise for one.
+
+	With `deduplicate`, files archives are stored as a file index plus the file contents the
+	destination does not hold yet (core.dedup_store); the offsite manifest records their indexes.
+	"""
 	upload = BackupUpload(
 		backend,
 		prefix=prefix,
@@ -267,8 +300,73 @@ def upload_backup(
 		backup_id=manifest.backup_id,
 		max_workers=max_workers,
 		progress=progress,
+		deduplicate=deduplicate,
 	)
 	return upload.finish(manifest, local_dir)
+
+
+def can_deduplicate(artifact: Artifact) -> bool:
+	"""Only plain tar archives of files: encrypted or compressed bytes cannot be rebuilt exactly."""
+	return (
+		artifact.kind in (PUBLIC_FILES, PRIVATE_FILES)
+		and not artifact.encrypted
+		and artifact.file_name.endswith(".tar")
+	)
+
+
+def _upload_deduplicated(
+	backend: StorageBackend,
+	artifact: Artifact,
+	path: str,
+	prefix: str,
+	site: str,
+	backup_id: str,
+	contents: "dedup_store.StoredContents",
+	max_workers: int,
+	stored: dict,
+) -> ArtifactUploadResult:
+	started = time.monotonic()
+	index_key = layout.object_key(prefix, site, backup_id, index_name(artifact.file_name))
+	try:
+		archive = dedup_store.store_archive(
+			backend,
+			path,
+			artifact,
+			prefix=prefix,
+			site=site,
+			backup_id=backup_id,
+			contents=contents,
+			max_workers=max_workers,
+		)
+	except Exception as exc:
+		error = _describe_failure(exc)
+		logger.warning("Deduplicated upload of %s failed: %s", artifact.file_name, error)
+		return ArtifactUploadResult(
+			kind=artifact.kind,
+			key=index_key,
+			status=FAILED,
+			bytes=0,
+			duration_seconds=time.monotonic() - started,
+			error=error,
+			represented_bytes=artifact.size,
+		)
+	if archive is None:
+		logger.info(
+			"%s cannot be rebuilt byte for byte from an index; uploading it whole", artifact.file_name
+		)
+		return _upload_artifact(backend, artifact, path, prefix, site, backup_id)
+	stored[artifact.file_name] = archive
+	return ArtifactUploadResult(
+		kind=artifact.kind,
+		key=index_key,
+		status=UPLOADED,
+		bytes=archive.uploaded_bytes,
+		duration_seconds=time.monotonic() - started,
+		verified_by=(
+			f"{dedup_store.VERIFIED_BY_INDEX} ({archive.files} files, {archive.uploaded_files} uploaded)"
+		),
+		represented_bytes=archive.represented_bytes,
+	)
 
 
 def _upload_artifact(
@@ -309,6 +407,7 @@ def _upload_artifact(
 		bytes=upload.size,
 		duration_seconds=upload.duration_seconds,
 		verified_by=upload.verified_by,
+		represented_bytes=artifact.size,
 	)
 
 
@@ -407,6 +506,10 @@ def _read_manifest(
 	sizes = {item.key: item.size for item in backup.objects}
 	for artifact in manifest.artifacts:
 		key = f"{folder}{backup.backup_id}/{artifact.file_name}"
+		index_key = f"{folder}{backup.backup_id}/{index_name(artifact.file_name)}"
+		if key not in sizes and can_deduplicate(artifact) and index_key in sizes:
+			# Stored as a file index plus deduplicated contents (checked by verify and download).
+			continue
 		if key not in sizes:
 			backup.problem = f"{escape_control_characters(str(artifact.file_name))} is missing"
 			return
@@ -523,6 +626,9 @@ def apply_offsite_retention(
 			continue
 		result.action = DELETED
 		logger.info("Deleted offsite backup %s (%s)", backup.backup_id, result.reason)
+	if not dry_run:
+		# Deduplicated file contents go once no remaining backup's index references them.
+		dedup_store.collect_unreferenced_contents(backend, prefix=prefix, site=site)
 	decided = [results[verdict.backup.id] for verdict in verdicts]
 	return sorted(decided + unrecognised, key=lambda item: (item.created_at, item.backup_id), reverse=True)
 
@@ -567,6 +673,7 @@ def verify_remote_backup(
 	"""Check that the manifest and every artifact are offsite, with the right size and checksum."""
 	checks: list[RemoteCheck] = []
 	manifest_key = layout.manifest_key(prefix, site, manifest.backup_id)
+	remote_manifest = manifest
 	try:
 		remote_manifest = Manifest.from_json(backend.read_bytes(manifest_key).decode())
 	except StorageError as exc:
@@ -590,6 +697,16 @@ def verify_remote_backup(
 
 	for artifact in manifest.artifacts:
 		key = layout.object_key(prefix, site, manifest.backup_id, artifact.file_name)
+		try:
+			index_key = _deduplicated_index_key(backend, artifact, key, prefix, site, manifest.backup_id)
+		except StorageError as exc:
+			checks.append(RemoteCheck(artifact.kind, key, CHECK_EXISTS, False, str(exc)))
+			continue
+		if index_key:
+			checks += _verify_deduplicated(
+				backend, artifact, index_key, prefix=prefix, site=site, read_back=read_back
+			)
+			continue
 		try:
 			info = backend.head(key)
 		except StorageError as exc:
@@ -617,6 +734,94 @@ def verify_remote_backup(
 			checks.append(RemoteCheck(artifact.kind, key, CHECK_CHECKSUM, False, str(exc)))
 			continue
 		checks.append(RemoteCheck(artifact.kind, key, CHECK_CHECKSUM, True, f"verified by {verified_by}"))
+	return checks
+
+
+def _deduplicated_index_key(
+	backend: StorageBackend, artifact: Artifact, key: str, prefix: str, site: str, backup_id: str
+) -> str:
+	"""The key of the artifact's file index if it is stored deduplicated (no archive, an index), else ""."""
+	if not can_deduplicate(artifact) or backend.head(key) is not None:
+		return ""
+	index_key = layout.object_key(prefix, site, backup_id, index_name(artifact.file_name))
+	return index_key if backend.head(index_key) is not None else ""
+
+
+def _find_index(
+	backend: StorageBackend, artifact: Artifact, key: str, *, prefix: str, site: str, backup_id: str
+):
+	"""The file index of an archive stored deduplicated, checked to describe that archive; else None."""
+	index_key = _deduplicated_index_key(backend, artifact, key, prefix, site, backup_id)
+	if not index_key:
+		return None
+	index = dedup_store.read_index(backend, index_key)
+	if index.archive_sha256 != artifact.sha256 or index.archive_size != artifact.size:
+		raise ChecksumMismatch(
+			f"{index_key} describes another archive than {artifact.file_name}; nothing was kept."
+		)
+	return index
+
+
+def _verify_deduplicated(
+	backend: StorageBackend,
+	artifact: Artifact,
+	index_key: str,
+	*,
+	prefix: str,
+	site: str,
+	read_back: bool,
+) -> list[RemoteCheck]:
+	"""Check a deduplicated archive: its index, and every file content it references."""
+	try:
+		index = dedup_store.read_index(backend, index_key)
+	except (StorageError, ArtifactError) as exc:
+		return [RemoteCheck(artifact.kind, index_key, CHECK_EXISTS, False, f"file index: {exc}")]
+	if index.archive_sha256 != artifact.sha256 or index.archive_size != artifact.size:
+		return [
+			RemoteCheck(
+				artifact.kind, index_key, CHECK_CONTENT, False, "file index describes another archive"
+			)
+		]
+	checks = [
+		RemoteCheck(
+			artifact.kind, index_key, CHECK_EXISTS, True, f"file index of {len(index.entries)} entries"
+		)
+	]
+	try:
+		present = dedup_store.StoredContents(backend, prefix, site).refresh()
+	except StorageError as exc:
+		return [*checks, RemoteCheck(artifact.kind, index_key, CHECK_EXISTS, False, str(exc))]
+	missing = dedup_store.check_contents(index, present)
+	for entry in missing:
+		checks.append(
+			RemoteCheck(
+				artifact.kind,
+				layout.content_key(prefix, site, entry.sha256),
+				CHECK_EXISTS,
+				False,
+				f"{entry.path} (sha256 {entry.sha256}, {entry.size} bytes) is missing offsite",
+			)
+		)
+	if missing:
+		return checks
+	checks.append(
+		RemoteCheck(
+			artifact.kind,
+			index_key,
+			CHECK_SIZE,
+			True,
+			f"{len(index.content_hashes)} stored files present with their sizes",
+		)
+	)
+	if read_back:
+		for entry in index.entries:
+			if not entry.has_content:
+				continue
+			key = layout.content_key(prefix, site, entry.sha256)
+			try:
+				backend.verify_object(key, entry.size, entry.sha256, read_back=True)
+			except (ChecksumMismatch, StorageError) as exc:
+				checks.append(RemoteCheck(artifact.kind, key, CHECK_CHECKSUM, False, f"{entry.path}: {exc}"))
 	return checks
 
 
@@ -712,7 +917,11 @@ def download_backup(
 		part_path = f"{final_path}.part"
 		try:
 			# Backends open part_path with core.private_files: a planted symlink is refused, never followed.
-			backend.download_file(key, part_path)
+			index = _find_index(backend, artifact, key, prefix=prefix, site=site, backup_id=backup_id)
+			if index is not None:
+				dedup_store.download_archive(backend, index, prefix=prefix, site=site, target_path=part_path)
+			else:
+				backend.download_file(key, part_path)
 			_verify_download(part_path, artifact.file_name, key, artifact.size, artifact.sha256)
 			os.replace(part_path, final_path)
 		except UnsafePath:

@@ -1,0 +1,235 @@
+"""Deduplicated file archives: every attachment stored once offsite, by content hash.
+
+A files archive (files.tar, private-files.tar) is split into the bytes that change rarely (the
+content of each file) and the bytes that describe it (each member's tar header blocks, and the
+end-of-archive blocks). Contents go to `<prefix>/<site>/files/sha256/<ab>/<sha256>`, once per
+destination; the headers, with path, size, mode, mtime and sha256 of every file, go into a file
+index (`<archive>.index.json.gz`) next to the backup's other objects. Concatenating the headers
+and contents in index order gives back the archive byte for byte, so its sha256 is the one the
+manifest recorded and `bench restore --with-public-files` takes it unchanged. An archive whose
+bytes cannot be rebuilt exactly (compressed, encrypted, sparse members, non-zero padding) is
+uploaded whole, as without deduplication.
+"""
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from backup_manager.core.errors import ArtifactError, ChecksumMismatch
+from backup_manager.core.private_files import open_new_private_file
+
+INDEX_FORMAT = 1
+INDEX_SUFFIX = ".index.json.gz"
+BLOCK = 512
+CHUNK_SIZE = 1024 * 1024
+SHA256_HEX_LENGTH = 64
+
+
+@dataclass
+class IndexEntry:
+	path: str
+	size: int
+	mode: int
+	mtime: int
+	# sha256 of the content ("" for a member without content: a folder, a link, an empty file).
+	sha256: str
+	# The member's header blocks as they are in the archive (base64).
+	header: str
+
+	@property
+	def has_content(self) -> bool:
+		return bool(self.sha256)
+
+
+@dataclass
+class FileIndex:
+	archive: str
+	archive_size: int
+	archive_sha256: str
+	entries: list[IndexEntry] = field(default_factory=list)
+	# What follows the last member: end-of-archive blocks and record padding (zeros).
+	trailer_zero_bytes: int = 0
+	format: int = INDEX_FORMAT
+
+	@property
+	def content_hashes(self) -> set[str]:
+		return {entry.sha256 for entry in self.entries if entry.has_content}
+
+	@property
+	def content_sizes(self) -> dict[str, int]:
+		return {entry.sha256: entry.size for entry in self.entries if entry.has_content}
+
+	def to_bytes(self) -> bytes:
+		data = {
+			"format": self.format,
+			"archive": self.archive,
+			"archive_size": self.archive_size,
+			"archive_sha256": self.archive_sha256,
+			"trailer_zero_bytes": self.trailer_zero_bytes,
+			"entries": [entry.__dict__ for entry in self.entries],
+		}
+		# mtime=0: the same index gives the same bytes.
+		return gzip.compress(json.dumps(data, separators=(",", ":")).encode(), mtime=0)
+
+	@classmethod
+	def from_bytes(cls, data: bytes) -> "FileIndex":
+		"""Parse an index read from the store (untrusted: every field is checked)."""
+		try:
+			raw = json.loads(gzip.decompress(data))
+			if raw.get("format", INDEX_FORMAT) > INDEX_FORMAT:
+				raise ValueError(f"index format {raw['format']} is newer than this Backup Manager")
+			index = cls(
+				archive=str(raw["archive"]),
+				archive_size=int(raw["archive_size"]),
+				archive_sha256=str(raw["archive_sha256"]),
+				trailer_zero_bytes=int(raw["trailer_zero_bytes"]),
+				entries=[
+					IndexEntry(
+						path=str(item["path"]),
+						size=int(item["size"]),
+						mode=int(item["mode"]),
+						mtime=int(item["mtime"]),
+						sha256=str(item["sha256"]),
+						header=str(item["header"]),
+					)
+					for item in raw["entries"]
+				],
+			)
+		except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+			raise ArtifactError(f"The file index cannot be read: {exc}") from exc
+		for entry in index.entries:
+			if entry.sha256 and (
+				len(entry.sha256) != SHA256_HEX_LENGTH
+				or any(c not in "0123456789abcdef" for c in entry.sha256)
+			):
+				raise ArtifactError(f"The file index names {entry.path!r} with an invalid sha256.")
+			if entry.size < 0 or (entry.size and not entry.sha256):
+				raise ArtifactError(f"The file index records an invalid size for {entry.path!r}.")
+		if index.trailer_zero_bytes < 0 or index.trailer_zero_bytes > 64 * BLOCK * 20:
+			raise ArtifactError("The file index records an invalid archive trailer.")
+		return index
+
+
+def index_name(archive_file_name: str) -> str:
+	return f"{archive_file_name}{INDEX_SUFFIX}"
+
+
+def _padding(size: int) -> int:
+	return (BLOCK - size % BLOCK) % BLOCK
+
+
+def build_index(archive_path: str, archive_file_name: str, expected_sha256: str) -> FileIndex | None:
+	"""Index an uncompressed tar so that it can be rebuilt byte for byte; None if it cannot be."""
+	whole = hashlib.sha256()
+	entries = []
+	try:
+		with open(archive_path, "rb") as raw, tarfile.open(archive_path, mode="r:") as archive:
+			position = 0
+			for member in archive:
+				if member.sparse is not None or member.offset != position:
+					return None
+				raw.seek(member.offset)
+				header = raw.read(member.offset_data - member.offset)
+				whole.update(header)
+				content_hash = ""
+				if member.isreg() and member.size:
+					digest = hashlib.sha256()
+					remaining = member.size
+					while remaining:
+						chunk = raw.read(min(CHUNK_SIZE, remaining))
+						if not chunk:
+							return None
+						digest.update(chunk)
+						whole.update(chunk)
+						remaining -= len(chunk)
+					content_hash = digest.hexdigest()
+					padding = raw.read(_padding(member.size))
+					if padding.strip(b"\0"):
+						return None
+					whole.update(padding)
+				elif member.size and not member.isreg():
+					return None
+				position = member.offset_data + member.size + (_padding(member.size) if member.size else 0)
+				entries.append(
+					IndexEntry(
+						path=member.name,
+						size=member.size if member.isreg() else 0,
+						mode=member.mode,
+						mtime=int(member.mtime),
+						sha256=content_hash,
+						header=base64.b64encode(header).decode(),
+					)
+				)
+			raw.seek(position)
+			trailer = raw.read()
+	except (tarfile.TarError, OSError):
+		return None
+	if trailer.strip(b"\0"):
+		return None
+	whole.update(trailer)
+	size = os.path.getsize(archive_path)
+	if whole.hexdigest() != expected_sha256:
+		return None
+	return FileIndex(
+		archive=archive_file_name,
+		archive_size=size,
+		archive_sha256=expected_sha256,
+		entries=entries,
+		trailer_zero_bytes=len(trailer),
+	)
+
+
+def read_content(archive_path: str, index: FileIndex) -> Iterator[tuple[IndexEntry, int]]:
+	"""Yield (entry, offset of its content in the archive) for every entry with content."""
+	position = 0
+	for entry in index.entries:
+		position += len(base64.b64decode(entry.header))
+		if entry.has_content:
+			yield entry, position
+		position += entry.size + (_padding(entry.size) if entry.size else 0)
+
+
+def rebuild_archive(index: FileIndex, open_content: Callable[[str], str], target_path: str) -> None:
+	"""Write the archive from the index and the stored contents, verifying each content and the whole.
+
+	`open_content(sha256)` returns the path of a local copy of that content (already downloaded).
+	Raises ChecksumMismatch naming the file whose content is wrong.
+	"""
+	whole = hashlib.sha256()
+	# Opened exclusively, without following symlinks, 0600 (core.private_files).
+	with open_new_private_file(target_path) as target:
+		for entry in index.entries:
+			header = base64.b64decode(entry.header)
+			target.write(header)
+			whole.update(header)
+			if not entry.has_content:
+				continue
+			digest = hashlib.sha256()
+			size = 0
+			with open(open_content(entry.sha256), "rb") as content:
+				while chunk := content.read(CHUNK_SIZE):
+					digest.update(chunk)
+					whole.update(chunk)
+					target.write(chunk)
+					size += len(chunk)
+			if size != entry.size or digest.hexdigest() != entry.sha256:
+				raise ChecksumMismatch(
+					f"The stored content of {entry.path} (sha256 {entry.sha256}) is damaged: it has "
+					f"{size} bytes and sha256 {digest.hexdigest()}."
+				)
+			padding = b"\0" * _padding(entry.size)
+			target.write(padding)
+			whole.update(padding)
+		trailer = b"\0" * index.trailer_zero_bytes
+		target.write(trailer)
+		whole.update(trailer)
+	if whole.hexdigest() != index.archive_sha256:
+		raise ChecksumMismatch(
+			f"{index.archive} rebuilt from its file index has sha256 {whole.hexdigest()}, the backup "
+			f"recorded {index.archive_sha256}."
+		)

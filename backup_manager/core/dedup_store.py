@@ -1,0 +1,268 @@
+"""Deduplicated archives on a storage backend: store, check, rebuild and collect file contents.
+
+Layout: each file content once at `<prefix>/<site>/files/sha256/<ab>/<sha256>`, each archive's
+index at `<prefix>/<site>/<backup id>/<archive>.index.json.gz` (core.dedup). Order of an upload:
+the index first (so a concurrent retention already sees every content this backup references),
+then the contents the store does not hold, then a complete listing proving every referenced
+content is there; only then may the manifest be written. Retention deletes a content only
+when no index left in the store references it, after a complete listing and a complete read of
+every index: any failure deletes nothing.
+"""
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from backup_manager.core import layout
+from backup_manager.core.dedup import (
+	INDEX_SUFFIX,
+	FileIndex,
+	IndexEntry,
+	build_index,
+	index_name,
+	read_content,
+	rebuild_archive,
+)
+from backup_manager.core.errors import ArtifactError, ChecksumMismatch, StorageError
+from backup_manager.core.manifest import Artifact
+from backup_manager.core.storage import StorageBackend
+
+logger = logging.getLogger(__name__)
+
+# Contents up to this size are read into memory and sent in one request; bigger ones go
+# through a temporary file and the backend's (multipart, retried) file upload.
+IN_MEMORY_LIMIT = 8 * 1024 * 1024
+VERIFIED_BY_INDEX = "file index; every stored content listed with its size"
+
+
+@dataclass
+class StoredArchive:
+	index_key: str
+	index_size: int
+	index_sha256: str
+	files: int
+	uploaded_files: int
+	uploaded_bytes: int
+	represented_bytes: int
+
+	def manifest_record(self, index_file_name: str) -> dict:
+		return {
+			"index": index_file_name,
+			"size": self.index_size,
+			"sha256": self.index_sha256,
+			"files": self.files,
+		}
+
+
+@dataclass
+class ContentCollection:
+	"""What retention did with stored contents."""
+
+	referenced: int = 0
+	deleted: list[str] = field(default_factory=list)
+	error: str = ""
+
+
+class StoredContents:
+	"""The contents a destination holds (sha256 -> size), from one complete listing, shared by threads."""
+
+	def __init__(self, backend: StorageBackend, prefix: str, site: str):
+		self.backend = backend
+		self.folder = layout.content_prefix(prefix, site)
+		self._lock = threading.Lock()
+		self._sizes: dict[str, int] | None = None
+
+	def refresh(self) -> dict[str, int]:
+		sizes = {}
+		for item in self.backend.list_objects(self.folder):
+			sha256 = layout.parse_content_key(self.folder, item.key)
+			if sha256:
+				sizes[sha256] = item.size
+		with self._lock:
+			self._sizes = sizes
+		return dict(sizes)
+
+	def sizes(self) -> dict[str, int]:
+		with self._lock:
+			if self._sizes is not None:
+				return dict(self._sizes)
+		return self.refresh()
+
+	def claim(self, sha256: str, size: int) -> bool:
+		"""True if this caller should upload the content (not stored, not being uploaded)."""
+		with self._lock:
+			if self._sizes is None:
+				raise AssertionError("sizes() first")
+			if self._sizes.get(sha256) == size:
+				return False
+			self._sizes[sha256] = size
+			return True
+
+
+def store_archive(
+	backend: StorageBackend,
+	archive_path: str,
+	artifact: Artifact,
+	*,
+	prefix: str,
+	site: str,
+	backup_id: str,
+	contents: StoredContents,
+	max_workers: int = 4,
+) -> StoredArchive | None:
+	"""Store an archive as index + contents the store lacks; None if it cannot be rebuilt exactly."""
+	index = build_index(archive_path, artifact.file_name, artifact.sha256)
+	if index is None:
+		return None
+	data = index.to_bytes()
+	index_key = layout.object_key(prefix, site, backup_id, index_name(artifact.file_name))
+	backend.upload_bytes(data, index_key, metadata={"backup-id": backup_id, "kind": f"{artifact.kind}-index"})
+	contents.sizes()
+	todo = [
+		(entry, offset)
+		for entry, offset in read_content(archive_path, index)
+		if contents.claim(entry.sha256, entry.size)
+	]
+
+	def upload(item: tuple[IndexEntry, int]) -> int:
+		entry, offset = item
+		key = layout.content_key(prefix, site, entry.sha256)
+		_upload_content(backend, archive_path, entry, offset, key)
+		return entry.size
+
+	with ThreadPoolExecutor(
+		max_workers=max(1, max_workers), thread_name_prefix="backup-manager-dedup"
+	) as pool:
+		uploaded = list(pool.map(upload, todo))
+	# A concurrent retention could have removed a content we found stored: check them all.
+	present = contents.refresh()
+	missing = [
+		entry for entry in index.entries if entry.has_content and present.get(entry.sha256) != entry.size
+	]
+	if missing:
+		raise StorageError(
+			f"{len(missing)} file(s) of {artifact.file_name} are not in the store after the upload, e.g. "
+			f"{missing[0].path} (sha256 {missing[0].sha256}); this offsite copy stays incomplete."
+		)
+	return StoredArchive(
+		index_key=index_key,
+		index_size=len(data),
+		index_sha256=hashlib.sha256(data).hexdigest(),
+		files=sum(1 for entry in index.entries if entry.has_content),
+		uploaded_files=len(uploaded),
+		uploaded_bytes=sum(uploaded) + len(data),
+		represented_bytes=artifact.size,
+	)
+
+
+def _upload_content(
+	backend: StorageBackend, archive_path: str, entry: IndexEntry, offset: int, key: str
+) -> None:
+	with open(archive_path, "rb") as archive:
+		archive.seek(offset)
+		if entry.size <= IN_MEMORY_LIMIT:
+			data = archive.read(entry.size)
+			if hashlib.sha256(data).hexdigest() != entry.sha256:
+				raise ChecksumMismatch(f"{archive_path} changed while it was uploaded ({entry.path}).")
+			backend.upload_bytes(data, key, metadata={"kind": "file-content"})
+			return
+		with tempfile.NamedTemporaryFile(prefix="bm-content-", delete=False) as copy:
+			remaining = entry.size
+			while remaining:
+				chunk = archive.read(min(1024 * 1024, remaining))
+				if not chunk:
+					raise ArtifactError(f"{archive_path} ends inside {entry.path}.")
+				copy.write(chunk)
+				remaining -= len(chunk)
+	try:
+		backend.upload_file(
+			copy.name, key, size=entry.size, sha256=entry.sha256, metadata={"kind": "file-content"}
+		)
+	finally:
+		os.remove(copy.name)
+
+
+def read_index(backend: StorageBackend, key: str) -> FileIndex:
+	"""Read an index from the store (untrusted: the archive rebuilt from it must match the manifest)."""
+	return FileIndex.from_bytes(backend.read_bytes(key))
+
+
+def check_contents(index: FileIndex, present: dict[str, int]) -> list[IndexEntry]:
+	"""Return the index entries whose content is missing from the store or has another size."""
+	return [entry for entry in index.entries if entry.has_content and present.get(entry.sha256) != entry.size]
+
+
+def download_archive(
+	backend: StorageBackend, index: FileIndex, *, prefix: str, site: str, target_path: str
+) -> None:
+	"""Rebuild an archive at target_path from its index and the stored contents, verifying each."""
+	work_dir = tempfile.mkdtemp(prefix="bm-contents-", dir=os.path.dirname(os.path.abspath(target_path)))
+	current: list[str] = []
+
+	def fetch(sha256: str) -> str:
+		for path in current:
+			if os.path.exists(path):
+				os.remove(path)
+		current.clear()
+		path = os.path.join(work_dir, sha256)
+		entry = next(entry for entry in index.entries if entry.sha256 == sha256)
+		try:
+			backend.download_file(layout.content_key(prefix, site, sha256), path)
+		except StorageError as exc:
+			raise StorageError(
+				f"{entry.path} of {index.archive} cannot be read from the store (content sha256 {sha256}): {exc}"
+			) from exc
+		current.append(path)
+		return path
+
+	try:
+		rebuild_archive(index, fetch, target_path)
+	finally:
+		for name in os.listdir(work_dir):
+			os.remove(os.path.join(work_dir, name))
+		os.rmdir(work_dir)
+
+
+def collect_unreferenced_contents(
+	backend: StorageBackend, *, prefix: str, site: str, dry_run: bool = False
+) -> ContentCollection:
+	"""Delete contents no index in the store references; a failed listing or index read deletes nothing.
+
+	Contents are listed before indexes: an upload writes its index before its contents, so any
+	content seen here belongs to an index the second listing sees.
+	"""
+	result = ContentCollection()
+	contents = StoredContents(backend, prefix, site)
+	folder = layout.site_prefix(prefix, site)
+	try:
+		present = contents.refresh()
+		if not present:
+			return result
+		index_keys = []
+		for item in backend.list_objects(folder):
+			parsed = layout.parse_backup_key(folder, item.key)
+			if parsed and parsed[1].endswith(INDEX_SUFFIX):
+				index_keys.append(item.key)
+		referenced: set[str] = set()
+		for key in index_keys:
+			referenced |= read_index(backend, key).content_hashes
+	except (StorageError, ArtifactError) as exc:
+		result.error = f"stored files were not collected, since {exc}"
+		logger.warning("Offsite file collection on %s skipped: %s", backend.describe(), exc)
+		return result
+	result.referenced = len(referenced)
+	unreferenced = sorted(sha256 for sha256 in present if sha256 not in referenced)
+	keys = [layout.content_key(prefix, site, sha256) for sha256 in unreferenced]
+	if keys and not dry_run:
+		try:
+			backend.delete_objects(keys)
+		except StorageError as exc:
+			result.error = str(exc)
+			return result
+		logger.info("Deleted %d stored file(s) no kept backup references", len(keys))
+	result.deleted = keys
+	return result
