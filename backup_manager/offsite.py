@@ -12,6 +12,7 @@ from frappe import _
 from frappe.utils import cint, now_datetime
 
 from backup_manager.core import offsite, outcome, progress
+from backup_manager.core.checksums import format_size
 from backup_manager.core.manifest import Manifest
 from backup_manager.core.progress import ProgressReporter
 from backup_manager.core.storage import STORAGE_SFTP, fetch_host_key
@@ -72,6 +73,7 @@ def open_upload(destination, log, reporter: ProgressReporter | None = None) -> o
 		backup_id=log.backup_id,
 		max_workers=max(1, min(cint(destination.max_concurrency) or 2, MAX_FILES_IN_FLIGHT)),
 		progress=reporter.counter(upload_label(destination.name)) if reporter else None,
+		deduplicate=bool(cint(destination.deduplicate_files)),
 	)
 
 
@@ -98,12 +100,17 @@ def upload_log(log, policy, uploads: dict | None = None, reporter: ProgressRepor
 		if reporter:
 			reporter.start_phase(progress.UPLOAD, manifest.total_size, label=upload_label(destination.name))
 		upload = upload or open_upload(destination, log, reporter)
-		record_uploads(log, destination.name, upload.finish(manifest, log.backup_dir))
+		try:
+			record_uploads(log, destination.name, upload.finish(manifest, log.backup_dir))
+		finally:
+			upload.close()
 	for upload in uploads.values():
 		# A destination removed from the policy meanwhile: nothing of it is recorded.
 		upload.cancel()
+		upload.close()
 
 	names = [destination.name for destination in destinations]
+	log.offsite_savings = describe_savings(log, names)
 	status = outcome.run_status(log.uploads, names)
 	if status == outcome.SUCCESS:
 		log.error_message = ""
@@ -129,7 +136,53 @@ def upload_log(log, policy, uploads: dict | None = None, reporter: ProgressRepor
 	if unrecognised or log.unrecognised_objects:
 		log.unrecognised_objects = "\n".join(unrecognised)
 		save_log(log)
+	record_storage_used(policy, destinations, log.site)
 	return status
+
+
+def describe_savings(log, destination_names: list[str]) -> str:
+	"""One line per destination: bytes uploaded against the bytes the backup represents."""
+	lines = []
+	for name in destination_names:
+		rows = [row for row in log.uploads if row.destination == name and row.kind != offsite.MANIFEST_KIND]
+		uploaded = sum(cint(row.bytes) for row in rows)
+		represented = sum(cint(row.represented_bytes) or cint(row.bytes) for row in rows)
+		if not rows:
+			continue
+		saved = (1 - uploaded / represented) * 100 if represented else 0
+		lines.append(
+			_("{0}: uploaded {1} of {2} ({3}% already offsite)").format(
+				name, format_size(uploaded), format_size(represented), f"{max(saved, 0):.1f}"
+			)
+		)
+	return "\n".join(lines)
+
+
+def record_storage_used(policy, destinations: list, site: str) -> None:
+	"""Measure what the site's backups take on each destination and show it on the policy."""
+	lines = []
+	for destination in destinations:
+		backend = None
+		try:
+			backend = destination.get_backend()
+			usage = offsite.measure_usage(backend, prefix=destination.path_prefix or "", site=site)
+		except Exception:
+			frappe.log_error(
+				title=f"Backup Manager: measuring {destination.name} failed",
+				reference_doctype="Backup Destination",
+				reference_name=destination.name,
+			)
+			lines.append(_("{0}: could not be measured").format(destination.name))
+			continue
+		finally:
+			if backend is not None:
+				backend.close()
+		lines.append(
+			_("{0}: {1} in {2} backup(s) and {3} stored file(s)").format(
+				destination.name, format_size(usage.bytes), usage.backups, usage.stored_files
+			)
+		)
+	policy.db_set("offsite_storage_used", "\n".join(lines), update_modified=False)
 
 
 def apply_destination_retention(destination, policy, dry_run: bool = False) -> list:

@@ -155,6 +155,7 @@ def record_uploads(log, destination: str, results: list):
 				"remote_key": result.key,
 				"bytes": result.bytes,
 				"size_human": format_size(result.bytes),
+				"represented_bytes": getattr(result, "represented_bytes", 0) or result.bytes,
 				"duration": round(result.duration_seconds, 3),
 				"verified_by": result.verified_by,
 				"error": result.error,

@@ -193,6 +193,25 @@ class TestSFTPUploadVerifyDownload(SFTPTestCase):
 			backend.list_objects("backups/")
 		self.assertNotIn("PRIVATE KEY", repr(backend.config))
 
+	def test_a_server_that_is_down_fails_fast_with_a_clear_message(self):
+		from backup_manager.tests.sshd import free_port
+
+		backend = self.make_backend(port=free_port())
+		outcome = []
+		worker = threading.Thread(target=lambda: outcome.append(self._capture(backend)), daemon=True)
+		worker.start()
+		worker.join(15)
+		self.assertFalse(worker.is_alive(), "the connection failure must not hang the upload")
+		self.assertIn("refused the connection", outcome[0])
+
+	@staticmethod
+	def _capture(backend) -> str:
+		try:
+			backend.upload_bytes(b"x", "backups/x")
+		except StorageError as exc:
+			return str(exc)
+		return "no error"
+
 	def test_settings_no_upload_could_work_with_are_refused_naming_the_field(self):
 		cases = {
 			"sftp_host": SFTPConfig(host="", username="u"),

@@ -137,6 +137,40 @@ class RemoteCheck:
 	message: str
 
 
+@dataclass
+class StorageUsage:
+	bytes: int
+	backups: int
+	# Deduplicated file contents, shared by backups.
+	stored_files: int
+
+
+def measure_usage(backend: StorageBackend, *, prefix: str, site: str) -> StorageUsage:
+	"""What the site's backups take on a destination: one complete listing of its folder."""
+	folder = layout.site_prefix(prefix, site)
+	contents = layout.content_prefix(prefix, site)
+	total, backup_ids, stored_files = 0, set(), 0
+	for item in backend.list_objects(folder):
+		parsed = layout.parse_backup_key(folder, item.key)
+		if parsed:
+			backup_ids.add(parsed[0])
+		elif layout.parse_content_key(contents, item.key):
+			stored_files += 1
+		else:
+			continue
+		total += item.size
+	return StorageUsage(bytes=total, backups=len(backup_ids), stored_files=stored_files)
+
+
+def summarize_savings(results: list[ArtifactUploadResult]) -> tuple[int, int]:
+	"""Return (bytes uploaded, bytes the uploaded artifacts represent) of one destination's results."""
+	uploaded = sum(result.bytes for result in results if result.kind != MANIFEST_KIND)
+	represented = sum(
+		result.represented_bytes or result.bytes for result in results if result.kind != MANIFEST_KIND
+	)
+	return uploaded, represented
+
+
 def backup_created_at(backup_id: str) -> datetime | None:
 	"""Return the UTC time a backup id was taken at ("20261128T064500Z-..."), or None."""
 	try:
@@ -256,6 +290,11 @@ class BackupUpload:
 		# and its sha256 of the archive authenticates the archive rebuilt from the index.
 		results.append(_upload_manifest(self.backend, manifest, manifest_key))
 		return results
+
+	def close(self) -> None:
+		"""Release the backend's connection (SFTP); call after finish or cancel."""
+		if self.backend is not None:
+			self.backend.close()
 
 	def cancel(self) -> None:
 		"""The backup failed: wait for uploads in flight, then delete what reached the store (best effort)."""

@@ -6,6 +6,7 @@ back, retention prunes it, a failed destination keeps the local copy, a folder t
 mount point is refused, and a restore plan downloaded from the SFTP server builds a new site.
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import unittest
 import frappe
 
 from backup_manager import api, jobs
+from backup_manager.core import offsite
 from backup_manager.offsite import accept_host_key, test_destination_connection
 from backup_manager.tests.sshd import SSHServer, sshd_available
 from backup_manager.tests.test_restore_execution import drop_site, run_plan, site_execute
@@ -238,3 +240,47 @@ class TestFolderDestination(FrappeTestCase):
 		self.assertIn(
 			"manifest.json", os.listdir(os.path.join(self.folder, frappe.local.site, log.backup_id))
 		)
+
+	def test_deduplicated_files_are_uploaded_once_and_the_savings_are_shown(self):
+		destination = frappe.get_doc(
+			{
+				"doctype": "Backup Destination",
+				"destination_name": PREFIX + "dedup",
+				"storage_type": "Folder",
+				"folder_path": self.folder,
+				"must_be_mount_point": 0,
+			}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+		self.assertEqual(destination.deduplicate_files, 1, "on by default for new destinations")
+		attachment = frappe.get_site_path(
+			"private", "files", f"bm-dedup-{frappe.generate_hash(length=8)}.bin"
+		)
+		with open(attachment, "wb") as handle:
+			handle.write(os.urandom(256 * 1024))
+		self.addCleanup(os.remove, attachment)
+		policy = make_policy("dedup", destinations=[{"destination": destination.name}])
+
+		first = jobs.execute_run(jobs.start_run(policy=policy.name, trigger="CLI", enqueue=False))
+		self.assertEqual(first.status, "Success", first.error_message)
+		second = jobs.execute_run(jobs.start_run(policy=policy.name, trigger="CLI", enqueue=False))
+		self.assertEqual(second.status, "Success", second.error_message)
+
+		private = next(row for row in second.uploads if row.kind == "private_files")
+		self.assertTrue(private.remote_key.endswith(".index.json.gz"))
+		self.assertGreaterEqual(private.represented_bytes, 256 * 1024)
+		self.assertLess(private.bytes, private.represented_bytes / 10, "the attachment was not sent again")
+		self.assertIn("already offsite", second.offsite_savings)
+		self.assertTrue(all(check.ok for check in verify_offsite_backup(second)))
+		self.assertIn(
+			"stored file(s)", frappe.db.get_value("Backup Policy", policy.name, "offsite_storage_used")
+		)
+
+		target = tempfile.mkdtemp(prefix="bm-dedup-download-")
+		self.addCleanup(shutil.rmtree, target, True)
+		manifest = offsite.download_backup(
+			destination.get_backend(), prefix="", site=second.site, backup_id=second.backup_id, to_dir=target
+		)
+		for artifact in manifest.artifacts:
+			with open(os.path.join(target, artifact.file_name), "rb") as handle:
+				self.assertEqual(hashlib.sha256(handle.read()).hexdigest(), artifact.sha256)

@@ -173,7 +173,7 @@ def _network_message(config: SFTPConfig, exc: BaseException) -> str:
 		return f"{config.host}:{config.port} did not answer within {config.connect_timeout:g} s. Check Host, Port and the firewall."
 	if isinstance(exc, socket.gaierror):
 		return f"Host {config.host} cannot be resolved. Check the host name."
-	if isinstance(exc, ConnectionRefusedError):
+	if isinstance(exc, ConnectionRefusedError | paramiko.ssh_exception.NoValidConnectionsError):
 		return f"{config.host}:{config.port} refused the connection: no SSH server listens there. Check Port."
 	return f"Could not connect to {config.host}:{config.port}: {getattr(exc, 'strerror', None) or type(exc).__name__}."
 
@@ -185,7 +185,8 @@ class SFTPBackend(FileTreeBackend):
 		self.upload_attempts = config.upload_attempts
 		self.retry_backoff_seconds = config.retry_backoff_seconds
 		self.read_back_verify = config.read_back_verify
-		self._lock = threading.Lock()
+		# Reentrant: explaining a failed connect (under the lock) checks the connection again.
+		self._lock = threading.RLock()
 		self._client: paramiko.SSHClient | None = None
 		self._generation = 0
 		self._local = threading.local()
