@@ -12,6 +12,7 @@ every index: any failure deletes nothing.
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 # Contents up to this size are read into memory and sent in one request; bigger ones go
 # through a temporary file and the backend's (multipart, retried) file upload.
 IN_MEMORY_LIMIT = 8 * 1024 * 1024
+DOWNLOAD_WORKERS = 8
+# Small contents are many: more requests in flight than a whole-archive upload needs.
+MIN_CONTENT_UPLOAD_WORKERS = 8
 VERIFIED_BY_INDEX = "file index; every stored content listed with its size"
 
 
@@ -197,34 +201,79 @@ def check_contents(index: FileIndex, present: dict[str, int]) -> list[IndexEntry
 
 
 def download_archive(
-	backend: StorageBackend, index: FileIndex, *, prefix: str, site: str, target_path: str
+	backend: StorageBackend,
+	index: FileIndex,
+	*,
+	prefix: str,
+	site: str,
+	target_path: str,
+	max_workers: int = DOWNLOAD_WORKERS,
 ) -> None:
-	"""Rebuild an archive at target_path from its index and the stored contents, verifying each."""
-	work_dir = tempfile.mkdtemp(prefix="bm-contents-", dir=os.path.dirname(os.path.abspath(target_path)))
-	current: list[str] = []
+	"""Rebuild an archive at target_path from its index and the stored contents, verifying each.
 
-	def fetch(sha256: str) -> str:
-		for path in current:
-			if os.path.exists(path):
-				os.remove(path)
-		current.clear()
+	Contents are fetched ahead by a few threads (a bounded window, in index order) while the
+	archive is written in order; a content is removed once its last use is written.
+	"""
+	work_dir = tempfile.mkdtemp(prefix="bm-contents-", dir=os.path.dirname(os.path.abspath(target_path)))
+	uses: dict[str, int] = {}
+	sizes: dict[str, int] = {}
+	paths: dict[str, str] = {}
+	for entry in index.entries:
+		if entry.has_content:
+			uses[entry.sha256] = uses.get(entry.sha256, 0) + 1
+			sizes.setdefault(entry.sha256, entry.size)
+			paths.setdefault(entry.sha256, entry.path)
+	order = list(uses)
+	futures = {}
+	pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="backup-manager-fetch")
+	queued = 0
+
+	def download(sha256: str) -> str:
 		path = os.path.join(work_dir, sha256)
-		entry = next(entry for entry in index.entries if entry.sha256 == sha256)
+		key = layout.content_key(prefix, site, sha256)
 		try:
-			backend.download_file(layout.content_key(prefix, site, sha256), path)
+			if sizes[sha256] <= IN_MEMORY_LIMIT:
+				data = backend.read_bytes(key)
+				with open(path, "wb") as handle:
+					handle.write(data)
+			else:
+				backend.download_file(key, path)
 		except StorageError as exc:
 			raise StorageError(
-				f"{entry.path} of {index.archive} cannot be read from the store (content sha256 {sha256}): {exc}"
+				f"{paths[sha256]} of {index.archive} cannot be read from the store (content sha256 {sha256}): {exc}"
 			) from exc
-		current.append(path)
 		return path
 
+	def fill_window() -> None:
+		nonlocal queued
+		while queued < len(order) and len(futures) < max_workers * 4:
+			futures[order[queued]] = pool.submit(download, order[queued])
+			queued += 1
+
+	ready: dict[str, str] = {}
+	last_used: list[str] = []
+
+	def fetch(sha256: str) -> str:
+		for used in last_used:
+			uses[used] -= 1
+			if uses[used] == 0:
+				os.remove(ready.pop(used))
+		last_used.clear()
+		if sha256 not in ready:
+			fill_window()
+			ready[sha256] = futures.pop(sha256).result()
+			fill_window()
+		last_used.append(sha256)
+		return ready[sha256]
+
 	try:
+		fill_window()
 		rebuild_archive(index, fetch, target_path)
 	finally:
-		for name in os.listdir(work_dir):
-			os.remove(os.path.join(work_dir, name))
-		os.rmdir(work_dir)
+		for future in futures.values():
+			future.cancel()
+		pool.shutdown(wait=True)
+		shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def collect_unreferenced_contents(
