@@ -76,6 +76,8 @@ def make_destination(name: str, bucket: str, **values):
 			"access_key_id": S3_ACCESS_KEY,
 			"secret_access_key": S3_SECRET_KEY,
 			"multipart_chunksize_mb": 5,
+			# These tests check the whole-archive layout; deduplicated files: test_sftp_destination.
+			"deduplicate_files": 0,
 			**values,
 		}
 	).insert(ignore_permissions=True)
