@@ -154,8 +154,13 @@ class TestSFTPDestination(FrappeTestCase):
 
 		second = jobs.execute_run(jobs.start_run(policy=policy.name, trigger="CLI", enqueue=False))
 		self.assertEqual(second.status, "Success", second.error_message)
-		# keep_last=1: the first backup is pruned on the server after the second is complete.
-		self.assertEqual(os.listdir(os.path.join(self.remote, "bm", frappe.local.site)), [second.backup_id])
+		# keep_last=1: the first backup is pruned on the server after the second is complete;
+		# "files" holds the deduplicated attachments (on by default for a new destination).
+		self.assertEqual(
+			sorted(os.listdir(os.path.join(self.remote, "bm", frappe.local.site))),
+			sorted([second.backup_id, "files"]),
+		)
+		self.assertTrue(any(row.remote_key.endswith(".index.json.gz") for row in second.uploads))
 
 		new_site = "bm-restore-sftp.localhost"
 		drop_site(new_site)

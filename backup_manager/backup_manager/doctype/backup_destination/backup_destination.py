@@ -36,6 +36,7 @@ class BackupDestination(Document):
 		addressing_style: DF.Literal["auto", "path", "virtual"]
 		base_folder: DF.Data | None
 		bucket: DF.Data | None
+		deduplicate_files: DF.Check
 		destination_name: DF.Data
 		enabled: DF.Check
 		endpoint_url: DF.Data | None

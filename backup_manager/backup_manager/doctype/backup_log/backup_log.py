@@ -25,15 +25,11 @@ class BackupLog(Document):
 	if TYPE_CHECKING:
 		from frappe.types import DF
 
-		from backup_manager.backup_manager.doctype.backup_log_app.backup_log_app import (
-			BackupLogApp,
-		)
+		from backup_manager.backup_manager.doctype.backup_log_app.backup_log_app import BackupLogApp
 		from backup_manager.backup_manager.doctype.backup_log_artifact.backup_log_artifact import (
 			BackupLogArtifact,
 		)
-		from backup_manager.backup_manager.doctype.backup_log_upload.backup_log_upload import (
-			BackupLogUpload,
-		)
+		from backup_manager.backup_manager.doctype.backup_log_upload.backup_log_upload import BackupLogUpload
 
 		apps: DF.Table[BackupLogApp]
 		artifacts: DF.Table[BackupLogArtifact]
@@ -52,6 +48,7 @@ class BackupLog(Document):
 		local_files_deleted: DF.Check
 		manifest: DF.Code | None
 		next_upload_retry_at: DF.Datetime | None
+		offsite_savings: DF.SmallText | None
 		partial: DF.Check
 		policy: DF.Link | None
 		prune_reason: DF.SmallText | None

@@ -22,6 +22,7 @@ class BackupLogUpload(Document):
 		parentfield: DF.Data
 		parenttype: DF.Data
 		remote_key: DF.SmallText | None
+		represented_bytes: DF.Int
 		size_human: DF.Data | None
 		status: DF.Literal["Pending", "Uploaded", "Failed", "Skipped"]
 		verified_by: DF.Data | None

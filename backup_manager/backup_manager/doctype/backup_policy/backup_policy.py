@@ -73,6 +73,7 @@ class BackupPolicy(Document):
 		next_run_at: DF.Datetime | None
 		notify_on_failure: DF.Check
 		notify_on_success: DF.Check
+		offsite_storage_used: DF.SmallText | None
 		partial_backup: DF.Check
 		policy_name: DF.Data
 		recipients: DF.SmallText | None
