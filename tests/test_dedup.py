@@ -14,7 +14,7 @@ from backup_manager.core import layout
 from backup_manager.core.dedup import FileIndex, build_index
 from backup_manager.core.dedup_store import collect_unreferenced_contents
 from backup_manager.core.errors import StorageError
-from backup_manager.core.manifest import DATABASE, PUBLIC_FILES, Artifact, Manifest
+from backup_manager.core.manifest import DATABASE, PUBLIC_FILES, Artifact, Manifest, sign_manifest
 from backup_manager.core.offsite import (
 	DELETED,
 	KEEP,
@@ -28,7 +28,7 @@ from backup_manager.core.offsite import (
 from backup_manager.core.retention import RetentionRules
 from backup_manager.core.storage import get_backend
 from tests.seaweed import shared_endpoint
-from tests.test_offsite import NOW, SITE, backup_id_for
+from tests.test_offsite import KEY, NOW, SITE, backup_id_for
 
 CONTENT = "/files/sha256/"
 
@@ -95,13 +95,14 @@ class DedupTestCase(unittest.TestCase):
 			Artifact(DATABASE, "database.sql.gz", 1000, sha256_of(os.path.join(local, "database.sql.gz"))),
 			Artifact(PUBLIC_FILES, "files.tar", os.path.getsize(tar_path), sha256_of(tar_path)),
 		]
-		return Manifest(
+		manifest = Manifest(
 			backup_id=backup_id,
 			site=SITE,
 			created_at=backup_id[:16],
 			frappe_version="15",
 			artifacts=artifacts,
-		), local
+		)
+		return sign_manifest(manifest, KEY), local
 
 	def upload(self, manifest: Manifest, local: str) -> dict:
 		self.backend.content_puts.clear()
@@ -157,7 +158,12 @@ class TestDeduplicatedUpload(DedupTestCase):
 
 		target = os.path.join(self.work, "restored")
 		download_backup(
-			self.backend, prefix=self.prefix, site=SITE, backup_id=manifest.backup_id, to_dir=target
+			self.backend,
+			prefix=self.prefix,
+			site=SITE,
+			backup_id=manifest.backup_id,
+			to_dir=target,
+			hmac_key=KEY,
 		)
 		self.assertEqual(sha256_of(os.path.join(target, "files.tar")), manifest.artifact(PUBLIC_FILES).sha256)
 		extracted = os.path.join(self.work, "extracted")
@@ -199,6 +205,7 @@ class TestDeduplicatedUpload(DedupTestCase):
 				site=SITE,
 				backup_id=manifest.backup_id,
 				to_dir=os.path.join(self.work, "r"),
+				hmac_key=KEY,
 			)
 		self.assertFalse(os.path.exists(os.path.join(self.work, "r", "files.tar")))
 
@@ -239,7 +246,12 @@ class TestDeduplicatedRetention(DedupTestCase):
 		self.assertEqual(self.stored_contents(), set(hashes.values()))
 
 		results = apply_offsite_retention(
-			self.backend, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=2), now=NOW
+			self.backend,
+			prefix=self.prefix,
+			site=SITE,
+			rules=RetentionRules(keep_last=2),
+			now=NOW,
+			hmac_key=KEY,
 		)
 		self.assertEqual(
 			{result.backup_id: result.action for result in results},
@@ -248,12 +260,22 @@ class TestDeduplicatedRetention(DedupTestCase):
 		self.assertEqual(self.stored_contents(), {hashes["a.txt"], hashes["c.txt"], hashes["d.txt"]})
 
 		apply_offsite_retention(
-			self.backend, prefix=self.prefix, site=SITE, rules=RetentionRules(keep_last=1), now=NOW
+			self.backend,
+			prefix=self.prefix,
+			site=SITE,
+			rules=RetentionRules(keep_last=1),
+			now=NOW,
+			hmac_key=KEY,
 		)
 		self.assertEqual(self.stored_contents(), {hashes["a.txt"], hashes["c.txt"], hashes["d.txt"]})
 		target = os.path.join(self.work, "restored")
 		download_backup(
-			self.backend, prefix=self.prefix, site=SITE, backup_id=newest.backup_id, to_dir=target
+			self.backend,
+			prefix=self.prefix,
+			site=SITE,
+			backup_id=newest.backup_id,
+			to_dir=target,
+			hmac_key=KEY,
 		)
 
 	def test_an_index_that_cannot_be_read_deletes_nothing(self):

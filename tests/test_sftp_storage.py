@@ -383,7 +383,7 @@ class TestOffsiteToolOverSFTPAndFolder(SFTPTestCase):
 	def test_list_download_and_restore_plan_over_sftp_with_the_key_only_in_the_environment(self):
 		backup_id = backup_id_for(NOW, 20)
 		manifest, _results = self.upload(backup_id)
-		environ = {"SFTP_PRIVATE_KEY_FILE": self.server.user_key_path}
+		environ = {"SFTP_PRIVATE_KEY_FILE": self.server.user_key_path, "BACKUP_MANIFEST_KEY": KEY}
 		fingerprint = subprocess.run(
 			["ssh-keygen", "-lf", f"{self.server.host_key_path}.pub"],
 			capture_output=True,
@@ -446,10 +446,12 @@ class TestOffsiteToolOverSFTPAndFolder(SFTPTestCase):
 		backup_id = backup_id_for(NOW, 21)
 		self.upload(backup_id, backend=backend)
 		arguments = ["--type=folder", f"--folder={self.remote}", f"--prefix={self.prefix}", f"--site={SITE}"]
-		code, _out, err = self.run_tool("list", *arguments, environ={})
+		code, _out, err = self.run_tool("list", *arguments, environ={"BACKUP_MANIFEST_KEY": KEY})
 		self.assertEqual(code, 1)
 		self.assertIn("not a mount point", err)
-		code, out, err = self.run_tool("list", *arguments, "--no-mount-check", environ={})
+		code, out, err = self.run_tool(
+			"list", *arguments, "--no-mount-check", environ={"BACKUP_MANIFEST_KEY": KEY}
+		)
 		self.assertEqual(code, 0, err)
 		self.assertIn(backup_id, out)
 		code, plan, err = self.run_tool(
@@ -459,7 +461,7 @@ class TestOffsiteToolOverSFTPAndFolder(SFTPTestCase):
 			f"--backup-id={backup_id}",
 			"--format=sh",
 			f"--bench-path={self.local}",
-			environ={},
+			environ={"BACKUP_MANIFEST_KEY": KEY},
 		)
 		self.assertEqual(code, 0, err)
 		self.assertIn(f"--type=folder --folder={self.remote}", plan)
