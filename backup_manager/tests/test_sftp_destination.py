@@ -17,6 +17,7 @@ import frappe
 
 from backup_manager import api, jobs
 from backup_manager.core import offsite
+from backup_manager.core.manifest import MANIFEST_KEY_CONFIG, Manifest
 from backup_manager.offsite import accept_host_key, test_destination_connection
 from backup_manager.tests.sshd import SSHServer, sshd_available
 from backup_manager.tests.test_restore_execution import drop_site, run_plan, site_execute
@@ -174,7 +175,10 @@ class TestSFTPDestination(FrappeTestCase):
 			new_site,
 			"--from-destination",
 			destination.name,
-			env={"SFTP_PRIVATE_KEY_FILE": self.server.user_key_path},
+			env={
+				"SFTP_PRIVATE_KEY_FILE": self.server.user_key_path,
+				"BACKUP_MANIFEST_KEY": frappe.conf.get(MANIFEST_KEY_CONFIG),
+			},
 		)
 		self.assertIn("Download the backup", output)
 		self.assertNotIn("PRIVATE KEY", output)
@@ -283,8 +287,14 @@ class TestFolderDestination(FrappeTestCase):
 
 		target = tempfile.mkdtemp(prefix="bm-dedup-download-")
 		self.addCleanup(shutil.rmtree, target, True)
+		# As `bench download LOG`: the Backup Log's manifest is the trusted one.
 		manifest = offsite.download_backup(
-			destination.get_backend(), prefix="", site=second.site, backup_id=second.backup_id, to_dir=target
+			destination.get_backend(),
+			prefix="",
+			site=second.site,
+			backup_id=second.backup_id,
+			to_dir=target,
+			manifest=Manifest.from_json(second.manifest),
 		)
 		for artifact in manifest.artifacts:
 			with open(os.path.join(target, artifact.file_name), "rb") as handle:
