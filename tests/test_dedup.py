@@ -13,7 +13,7 @@ from datetime import timedelta
 from backup_manager.core import layout
 from backup_manager.core.dedup import FileIndex, build_index
 from backup_manager.core.dedup_store import collect_unreferenced_contents
-from backup_manager.core.errors import StorageError
+from backup_manager.core.errors import ChecksumMismatch, StorageError
 from backup_manager.core.manifest import DATABASE, PUBLIC_FILES, Artifact, Manifest, sign_manifest
 from backup_manager.core.offsite import (
 	DELETED,
@@ -47,6 +47,11 @@ class CountingBackend:
 		if CONTENT in key:
 			self.content_puts.append(key)
 		return self.backend.upload_bytes(data, key, **kwargs)
+
+	def upload_content(self, data, key, **kwargs):
+		if CONTENT in key:
+			self.content_puts.append(key)
+		return self.backend.upload_content(data, key, **kwargs)
 
 	def upload_file(self, path, key, **kwargs):
 		if CONTENT in key:
@@ -208,6 +213,45 @@ class TestDeduplicatedUpload(DedupTestCase):
 				hmac_key=KEY,
 			)
 		self.assertFalse(os.path.exists(os.path.join(self.work, "r", "files.tar")))
+
+	def test_a_damaged_content_or_a_swapped_index_fails_the_restore_naming_it(self):
+		self.write("invoice-0001.pdf", os.urandom(4000))
+		self.write("invoice-0002.pdf", os.urandom(4000))
+		manifest, local = self.backup(6)
+		self.upload(manifest, local)
+		damaged = sha256_of(os.path.join(self.files, "invoice-0002.pdf"))
+		# Same size, other bytes: only the hash can tell.
+		self.backend.upload_bytes(os.urandom(4000), layout.content_key(self.prefix, SITE, damaged))
+		target = os.path.join(self.work, "r")
+		with self.assertRaisesRegex(ChecksumMismatch, "invoice-0002.pdf.*damaged"):
+			download_backup(
+				self.backend,
+				prefix=self.prefix,
+				site=SITE,
+				backup_id=manifest.backup_id,
+				to_dir=target,
+				hmac_key=KEY,
+			)
+		# Nothing unverified is left: no archive, no partial file (the verified dump may stay).
+		self.assertEqual([name for name in os.listdir(target) if name.startswith("files.tar")], [])
+
+		# The index of another backup put in this one's place: its archive is not the one signed.
+		self.write("invoice-0003.pdf", os.urandom(4000))
+		other, other_local = self.backup(7)
+		self.upload(other, other_local)
+		index_key = layout.object_key(self.prefix, SITE, manifest.backup_id, "files.tar.index.json.gz")
+		other_index = layout.object_key(self.prefix, SITE, other.backup_id, "files.tar.index.json.gz")
+		self.backend.upload_bytes(self.backend.read_bytes(other_index), index_key)
+		with self.assertRaisesRegex(ChecksumMismatch, "describes another archive"):
+			download_backup(
+				self.backend,
+				prefix=self.prefix,
+				site=SITE,
+				backup_id=manifest.backup_id,
+				to_dir=target,
+				hmac_key=KEY,
+			)
+		self.assertEqual([name for name in os.listdir(target) if name.startswith("files.tar")], [])
 
 	def test_a_compressed_archive_is_uploaded_whole(self):
 		self.write("x.txt", b"x" * 1000)

@@ -20,6 +20,7 @@ from backup_manager.core.errors import (
 	ArtifactError,
 	ChecksumMismatch,
 	InvalidPolicy,
+	LocalFileChanged,
 	StorageError,
 )
 from backup_manager.core.storage import (
@@ -273,6 +274,32 @@ class TestUploadAndVerify(SeaweedTestCase):
 		self.assertEqual(result.verified_by, VERIFIED_BY_CHECKSUM)
 		self.assertEqual(result.sha256, hashlib.sha256(b'{"backup_id": "x"}').hexdigest())
 		self.assertEqual(self.backend().read_bytes(self.key("manifest.json")), b'{"backup_id": "x"}')
+
+	def test_content_upload_is_checked_by_the_server_against_the_given_sha256(self):
+		data = os.urandom(3000)
+		sha256 = hashlib.sha256(data).hexdigest()
+		backend = self.backend()
+		heads = []
+		original_head = backend.head
+		backend.head = lambda key: heads.append(key) or original_head(key)
+		result = backend.upload_content(data, self.key("content"), sha256=sha256)
+		# The server confirmed the SHA-256 it checked: no HEAD was needed.
+		self.assertEqual((result.verified_by, heads), (VERIFIED_BY_CHECKSUM, []))
+		self.assertEqual(backend.read_bytes(self.key("content")), data)
+
+		# Bytes that are not the content the index names are refused by the server, not stored.
+		with self.assertRaisesRegex(LocalFileChanged, "changed while it was uploaded"):
+			backend.upload_content(data + b"x", self.key("changed"), sha256=sha256)
+		self.assertIsNone(backend.head(self.key("changed")))
+
+	def test_content_upload_without_provider_checksums_hashes_before_sending(self):
+		backend = self.backend(additional_checksums=False)
+		data = os.urandom(3000)
+		with self.assertRaises(LocalFileChanged):
+			backend.upload_content(data, self.key("changed"), sha256=hashlib.sha256(b"other").hexdigest())
+		self.assertIsNone(backend.head(self.key("changed")))
+		result = backend.upload_content(data, self.key("content"), sha256=hashlib.sha256(data).hexdigest())
+		self.assertEqual(result.verified_by, VERIFIED_BY_METADATA)
 
 	def test_download_file_round_trip(self):
 		size = 11 * MiB

@@ -194,12 +194,21 @@ def read_content(archive_path: str, index: FileIndex) -> Iterator[tuple[IndexEnt
 		position += entry.size + (_padding(entry.size) if entry.size else 0)
 
 
-def rebuild_archive(index: FileIndex, open_content: Callable[[str], str], target_path: str) -> None:
-	"""Write the archive from the index and the stored contents, verifying each content and the whole.
+def rebuild_archive(
+	index: FileIndex, content: Callable[[str], bytes | str], target_path: str, *, expected_sha256: str
+) -> None:
+	"""Write the archive from the index and the stored contents; its sha256 must be `expected_sha256`.
 
-	`open_content(sha256)` returns the path of a local copy of that content (already downloaded).
-	Raises ChecksumMismatch naming the file whose content is wrong.
+	`content(sha256)` returns that content, already checked against its size and sha256 by the
+	caller: its bytes, or the path of a local copy. The whole archive is hashed as it is written,
+	so a wrong header in the index cannot pass either. `expected_sha256` comes from a trusted
+	manifest (the index itself is untrusted).
 	"""
+	if index.archive_sha256 != expected_sha256:
+		raise ChecksumMismatch(
+			f"The file index of {index.archive} describes an archive with sha256 {index.archive_sha256}, "
+			f"the backup recorded {expected_sha256}: it belongs to another backup or was altered."
+		)
 	whole = hashlib.sha256()
 	# Opened exclusively, without following symlinks, 0600 (core.private_files).
 	with open_new_private_file(target_path) as target:
@@ -209,27 +218,23 @@ def rebuild_archive(index: FileIndex, open_content: Callable[[str], str], target
 			whole.update(header)
 			if not entry.has_content:
 				continue
-			digest = hashlib.sha256()
-			size = 0
-			with open(open_content(entry.sha256), "rb") as content:
-				while chunk := content.read(CHUNK_SIZE):
-					digest.update(chunk)
-					whole.update(chunk)
-					target.write(chunk)
-					size += len(chunk)
-			if size != entry.size or digest.hexdigest() != entry.sha256:
-				raise ChecksumMismatch(
-					f"The stored content of {entry.path} (sha256 {entry.sha256}) is damaged: it has "
-					f"{size} bytes and sha256 {digest.hexdigest()}."
-				)
+			found = content(entry.sha256)
+			if isinstance(found, bytes):
+				whole.update(found)
+				target.write(found)
+			else:
+				with open(found, "rb") as copy:
+					while chunk := copy.read(CHUNK_SIZE):
+						whole.update(chunk)
+						target.write(chunk)
 			padding = b"\0" * _padding(entry.size)
 			target.write(padding)
 			whole.update(padding)
 		trailer = b"\0" * index.trailer_zero_bytes
 		target.write(trailer)
 		whole.update(trailer)
-	if whole.hexdigest() != index.archive_sha256:
+	if whole.hexdigest() != expected_sha256:
 		raise ChecksumMismatch(
 			f"{index.archive} rebuilt from its file index has sha256 {whole.hexdigest()}, the backup "
-			f"recorded {index.archive_sha256}."
+			f"recorded {expected_sha256}."
 		)

@@ -15,10 +15,11 @@ import os
 import shutil
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from backup_manager.core import layout
+from backup_manager.core.checksums import sha256_file
 from backup_manager.core.dedup import (
 	INDEX_SUFFIX,
 	FileIndex,
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 # through a temporary file and the backend's (multipart, retried) file upload.
 IN_MEMORY_LIMIT = 8 * 1024 * 1024
 DOWNLOAD_WORKERS = 8
+# Contents fetched ahead of the one being written, at most (one bigger content is fetched alone).
+DOWNLOAD_WINDOW_BYTES = 64 * 1024 * 1024
 # Small contents are many: more requests in flight than a whole-archive upload needs.
 MIN_CONTENT_UPLOAD_WORKERS = 8
 VERIFIED_BY_INDEX = "file index; every stored content listed with its size"
@@ -139,7 +142,7 @@ def store_archive(
 		return entry.size
 
 	with ThreadPoolExecutor(
-		max_workers=max(1, max_workers), thread_name_prefix="backup-manager-dedup"
+		max_workers=max(MIN_CONTENT_UPLOAD_WORKERS, max_workers), thread_name_prefix="backup-manager-dedup"
 	) as pool:
 		uploaded = list(pool.map(upload, todo))
 	# A concurrent retention could have removed a content we found stored: check them all.
@@ -169,10 +172,10 @@ def _upload_content(
 	with open(archive_path, "rb") as archive:
 		archive.seek(offset)
 		if entry.size <= IN_MEMORY_LIMIT:
-			data = archive.read(entry.size)
-			if hashlib.sha256(data).hexdigest() != entry.sha256:
-				raise ChecksumMismatch(f"{archive_path} changed while it was uploaded ({entry.path}).")
-			backend.upload_bytes(data, key, metadata={"kind": "file-content"})
+			# The backend checks the bytes against the index's sha256 (the server itself, on S3).
+			backend.upload_content(
+				archive.read(entry.size), key, sha256=entry.sha256, metadata={"kind": "file-content"}
+			)
 			return
 		with tempfile.NamedTemporaryFile(prefix="bm-content-", delete=False) as copy:
 			remaining = entry.size
@@ -207,57 +210,68 @@ def download_archive(
 	prefix: str,
 	site: str,
 	target_path: str,
+	expected_sha256: str,
 	max_workers: int = DOWNLOAD_WORKERS,
 ) -> None:
 	"""Rebuild an archive at target_path from its index and the stored contents, verifying each.
 
-	Contents are fetched ahead by a few threads (a bounded window, in index order) while the
-	archive is written in order; a content is removed once its last use is written.
+	Contents are fetched and checked (size, sha256) ahead by a few threads, in index order, while
+	the archive is written in order and hashed whole against `expected_sha256` (from a trusted
+	manifest). The window ahead is bounded in bytes: small contents wait in memory, larger ones
+	in a private temporary folder, and each is dropped once its last use is written.
 	"""
 	work_dir = tempfile.mkdtemp(prefix="bm-contents-", dir=os.path.dirname(os.path.abspath(target_path)))
 	uses: dict[str, int] = {}
-	sizes: dict[str, int] = {}
-	paths: dict[str, str] = {}
+	entries: dict[str, IndexEntry] = {}
 	for entry in index.entries:
 		if entry.has_content:
 			uses[entry.sha256] = uses.get(entry.sha256, 0) + 1
-			sizes.setdefault(entry.sha256, entry.size)
-			paths.setdefault(entry.sha256, entry.path)
+			entries.setdefault(entry.sha256, entry)
 	order = list(uses)
-	futures = {}
+	futures: dict[str, Future] = {}
 	pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="backup-manager-fetch")
 	queued = 0
+	window_bytes = 0
 
-	def download(sha256: str) -> str:
-		path = os.path.join(work_dir, sha256)
+	def download(sha256: str) -> bytes | str:
+		entry = entries[sha256]
 		key = layout.content_key(prefix, site, sha256)
 		try:
-			if sizes[sha256] <= IN_MEMORY_LIMIT:
+			if entry.size <= IN_MEMORY_LIMIT:
 				data = backend.read_bytes(key)
-				with open(path, "wb") as handle:
-					handle.write(data)
-			else:
-				backend.download_file(key, path)
+				_check_content(entry, index, len(data), hashlib.sha256(data).hexdigest())
+				return data
+			path = os.path.join(work_dir, sha256)
+			backend.download_file(key, path)
+			_check_content(entry, index, os.path.getsize(path), sha256_file(path))
+			return path
 		except StorageError as exc:
 			raise StorageError(
-				f"{paths[sha256]} of {index.archive} cannot be read from the store (content sha256 {sha256}): {exc}"
+				f"{entry.path} of {index.archive} cannot be read from the store (content sha256 {sha256}): {exc}"
 			) from exc
-		return path
 
 	def fill_window() -> None:
-		nonlocal queued
+		nonlocal queued, window_bytes
 		while queued < len(order) and len(futures) < max_workers * 4:
+			size = entries[order[queued]].size
+			if futures and window_bytes + size > DOWNLOAD_WINDOW_BYTES:
+				return
 			futures[order[queued]] = pool.submit(download, order[queued])
+			window_bytes += size
 			queued += 1
 
-	ready: dict[str, str] = {}
+	ready: dict[str, bytes | str] = {}
 	last_used: list[str] = []
 
-	def fetch(sha256: str) -> str:
+	def fetch(sha256: str) -> bytes | str:
+		nonlocal window_bytes
 		for used in last_used:
 			uses[used] -= 1
 			if uses[used] == 0:
-				os.remove(ready.pop(used))
+				found = ready.pop(used)
+				window_bytes -= entries[used].size
+				if isinstance(found, str):
+					os.remove(found)
 		last_used.clear()
 		if sha256 not in ready:
 			fill_window()
@@ -268,12 +282,20 @@ def download_archive(
 
 	try:
 		fill_window()
-		rebuild_archive(index, fetch, target_path)
+		rebuild_archive(index, fetch, target_path, expected_sha256=expected_sha256)
 	finally:
 		for future in futures.values():
 			future.cancel()
 		pool.shutdown(wait=True)
 		shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _check_content(entry: IndexEntry, index: FileIndex, size: int, sha256: str) -> None:
+	if size != entry.size or sha256 != entry.sha256:
+		raise ChecksumMismatch(
+			f"The stored content of {entry.path} in {index.archive} (sha256 {entry.sha256}) is "
+			f"damaged: it has {size} bytes and sha256 {sha256}."
+		)
 
 
 def collect_unreferenced_contents(

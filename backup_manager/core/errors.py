@@ -25,6 +25,10 @@ class ChecksumMismatch(ArtifactError):
 	"""An artifact's bytes no longer match the sha256 recorded when it was taken."""
 
 
+class LocalFileChanged(ChecksumMismatch):
+	"""The local file no longer matches the manifest; uploading it again cannot help."""
+
+
 class EncryptionError(BackupManagerError):
 	"""gpg is missing or failed to encrypt or decrypt an artifact."""
 

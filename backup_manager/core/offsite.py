@@ -958,10 +958,19 @@ def download_backup(
 			# Backends open part_path with core.private_files: a planted symlink is refused, never followed.
 			index = _find_index(backend, artifact, key, prefix=prefix, site=site, backup_id=backup_id)
 			if index is not None:
-				dedup_store.download_archive(backend, index, prefix=prefix, site=site, target_path=part_path)
+				# Hashed whole against the manifest's sha256 while it is rebuilt: no second pass.
+				dedup_store.download_archive(
+					backend,
+					index,
+					prefix=prefix,
+					site=site,
+					target_path=part_path,
+					expected_sha256=artifact.sha256,
+				)
+				_verify_download_size(part_path, artifact.file_name, key, artifact.size)
 			else:
 				backend.download_file(key, part_path)
-			_verify_download(part_path, artifact.file_name, key, artifact.size, artifact.sha256)
+				_verify_download(part_path, artifact.file_name, key, artifact.size, artifact.sha256)
 			os.replace(part_path, final_path)
 		except UnsafePath:
 			raise
@@ -974,13 +983,17 @@ def download_backup(
 	return manifest
 
 
-def _verify_download(path: str, file_name: str, key: str, size: int, sha256: str) -> None:
+def _verify_download_size(path: str, file_name: str, key: str, size: int) -> None:
 	actual_size = os.path.getsize(path)
 	if actual_size != size:
 		raise ChecksumMismatch(
 			f"Downloaded {file_name} is {actual_size} bytes, the manifest records {size}: the offsite copy "
 			f"{key} is damaged. Nothing was kept; use another backup."
 		)
+
+
+def _verify_download(path: str, file_name: str, key: str, size: int, sha256: str) -> None:
+	_verify_download_size(path, file_name, key, size)
 	actual = sha256_file(path)
 	if actual != sha256:
 		raise ChecksumMismatch(

@@ -8,6 +8,7 @@ imports paramiko; `get_backend` imports them lazily.
 """
 
 import abc
+import hashlib
 import logging
 import os
 import posixpath
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from backup_manager.core.errors import InvalidPolicy
+from backup_manager.core.errors import InvalidPolicy, LocalFileChanged
 
 logger = logging.getLogger(__name__)
 
@@ -483,6 +484,22 @@ class StorageBackend(abc.ABC):
 	@abc.abstractmethod
 	def upload_bytes(self, data: bytes, key: str, *, metadata: dict[str, str] | None = None) -> UploadResult:
 		"""Upload a small object (the manifest) and verify it."""
+
+	def upload_content(
+		self, data: bytes, key: str, *, sha256: str, metadata: dict[str, str] | None = None
+	) -> UploadResult:
+		"""Upload content-addressed bytes whose sha256 the caller already knows, and verify them.
+
+		Raises LocalFileChanged if `data` does not hash to `sha256`. Backends that can make the
+		server check the bytes against `sha256` as it stores them do so and skip a second look.
+		"""
+		actual = hashlib.sha256(data).hexdigest()
+		if actual != sha256:
+			raise LocalFileChanged(
+				f"The bytes read for {key} have sha256 {actual}, not {sha256}: the local archive "
+				"changed while it was uploaded. Take a new backup."
+			)
+		return self.upload_bytes(data, key, metadata=metadata)
 
 	@abc.abstractmethod
 	def download_file(self, key: str, local_path: str) -> None:

@@ -20,7 +20,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import BinaryIO, TypeVar
 
-from backup_manager.core.errors import ArtifactError, BackupManagerError, ChecksumMismatch, StorageError
+from backup_manager.core.errors import (
+	ArtifactError,
+	BackupManagerError,
+	ChecksumMismatch,
+	LocalFileChanged,
+	StorageError,
+)
 from backup_manager.core.private_files import open_new_private_file, remove_quietly
 from backup_manager.core.storage import (
 	VERIFIED_BY_READ_BACK,
@@ -46,10 +52,6 @@ CHECK_READ = "read"
 CHECK_DELETE = "delete"
 
 Result = TypeVar("Result")
-
-
-class LocalFileChanged(ChecksumMismatch):
-	"""The local file no longer matches the manifest; sending it again cannot help."""
 
 
 class StoredFileMismatch(ChecksumMismatch):
