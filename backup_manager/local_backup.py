@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -161,7 +162,9 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 		checked = reporter.counter(checks_label) if reporter else None
 
 		def inspect(kind: str, path: str, hand_over: bool = False) -> Future:
-			future = pool.submit(inspect_artifact, kind, path, passphrase)
+			return watch(pool.submit(inspect_artifact, kind, path, passphrase), path, hand_over)
+
+		def watch(future: Future, path: str, hand_over: bool = False) -> Future:
 			if checked:
 				future.add_done_callback(lambda done: _count_checked(done, checked))
 			if hand_over and receivers:
@@ -174,10 +177,25 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 			with compressor_as_gzip(compressor):
 				if reporter:
 					reporter.start_phase(progress.DUMP, expected.get(DATABASE, 0), label=_("database dump"))
-				with watch_folder(reporter, work_dir):
-					generator.take_dump()
+				# An unencrypted dump is checked, hashed and its rows counted as it is written
+				# (the dump pipeline leaves CPU idle); an encrypted one after it is written.
+				dump_written = threading.Event()
+				following = (
+					pool.submit(inspect_growing_dump, generator.backup_path_db, dump_written)
+					if passphrase is None
+					else None
+				)
+				try:
+					with watch_folder(reporter, work_dir):
+						generator.take_dump()
+				finally:
+					dump_written.set()
 				_check_written(DATABASE, generator.backup_path_db)
-				futures = [inspect(DATABASE, generator.backup_path_db, hand_over=True)]
+				if following is None:
+					futures = [inspect(DATABASE, generator.backup_path_db, hand_over=True)]
+				else:
+					# Handed over only now that the dump command succeeded.
+					futures = [watch(following, generator.backup_path_db, hand_over=True)]
 				generator.copy_site_config()
 				_check_written(SITE_CONFIG, generator.backup_path_conf)
 				remove_manifest_key(generator.backup_path_conf)
@@ -253,6 +271,24 @@ def remove_manifest_key(config_path: str) -> None:
 	del config[MANIFEST_KEY_CONFIG]
 	with open(config_path, "w") as handle:
 		json.dump(config, handle, indent=1, sort_keys=True)
+
+
+def inspect_growing_dump(path: str, written: threading.Event) -> Artifact:
+	"""inspect_artifact of an unencrypted dump, read while it is written, until `written` is set."""
+	contents = ArtifactContents(DATABASE)
+	with checksums.GrowingFile(path, written) as growing:
+		sha256 = checksums.sha256_gzip_stream(
+			growing, os.path.basename(path), consumers=[contents.consume_dump]
+		)
+	artifact = Artifact(
+		kind=DATABASE,
+		file_name=os.path.basename(path),
+		size=os.path.getsize(path),
+		sha256=sha256,
+		encrypted=False,
+	)
+	contents.describe(artifact)
+	return artifact
 
 
 def inspect_artifact(kind: str, path: str, passphrase: str | None) -> Artifact:

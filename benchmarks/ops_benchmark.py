@@ -15,6 +15,7 @@ Everything it creates (policies, files, backups, bucket) is removed at the end.
 
 import argparse
 import os
+import resource
 import secrets
 import shutil
 import statistics
@@ -106,11 +107,13 @@ def benchmark_local_progress(frappe, rounds: int, files_mb: int):
 	folder = frappe.get_site_path("private", "files", "bm-progress-benchmark")
 	write_random_files(folder, files_mb)
 	timings = {"with progress": [], "without": []}
+	cpu = {"with progress": [], "without": []}
 	try:
 		for round_number in range(rounds):
 			for label in (
 				("with progress", "without") if round_number % 2 == 0 else ("without", "with progress")
 			):
+				cpu_before = cpu_seconds()
 				backup_id = f"bench-progress-{round_number}-{'on' if label == 'with progress' else 'off'}-{secrets.token_hex(3)}"
 				reporter = make_reporter(f"BENCH-{backup_id}") if label == "with progress" else None
 				os.sync()
@@ -122,6 +125,7 @@ def benchmark_local_progress(frappe, rounds: int, files_mb: int):
 					reporter=reporter,
 				)
 				timings[label].append(time.perf_counter() - started)
+				cpu[label].append(cpu_seconds() - cpu_before)
 				delete_backup_dir(backup_dir)
 			print(
 				f"PROG local round {round_number + 1}: with {timings['with progress'][-1]:.2f} s, "
@@ -131,7 +135,18 @@ def benchmark_local_progress(frappe, rounds: int, files_mb: int):
 		shutil.rmtree(folder, ignore_errors=True)
 	on, off = statistics.median(timings["with progress"]), statistics.median(timings["without"])
 	print(f"PROG local backup: with progress {on:.2f} s, without {off:.2f} s (medians), ratio {on / off:.3f}")
+	cpu_on, cpu_off = statistics.median(cpu["with progress"]), statistics.median(cpu["without"])
+	print(
+		f"PROG local backup CPU (this process and its children): with progress {cpu_on:.2f} s, "
+		f"without {cpu_off:.2f} s (medians), ratio {cpu_on / cpu_off:.3f}"
+	)
 	return on, off
+
+
+def cpu_seconds() -> float:
+	"""User + system CPU of this process and its waited-for children (the dump and tar commands)."""
+	own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+	return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def benchmark_upload_progress(rounds: int, upload_mb: int):

@@ -5,6 +5,8 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
+import time
 import unittest
 
 from backup_manager.core import checksums, layout
@@ -84,6 +86,52 @@ class TestChecksums(TempDirTestCase):
 		corrupt[len(payload) // 3] ^= 0xFF
 		with self.assertRaises(ArtifactError):
 			checksums.sha256_gzip_file(self.write("bad.sql.gz", bytes(corrupt)))
+
+	def grow(self, path: str, payload: bytes, finished: threading.Event, pieces: int = 7) -> threading.Thread:
+		"""Append payload to path in pieces from another thread (like the dump pipeline), then finish."""
+
+		def write() -> None:
+			with open(path, "wb") as handle:
+				step = len(payload) // pieces + 1
+				for start in range(0, len(payload), step):
+					handle.write(payload[start : start + step])
+					handle.flush()
+					time.sleep(0.02)
+			finished.set()
+
+		thread = threading.Thread(target=write)
+		thread.start()
+		self.addCleanup(thread.join)
+		return thread
+
+	def test_a_dump_read_while_it_is_written_gives_the_same_hash_and_text(self):
+		first, second = b"-- header\n", os.urandom(3 * checksums.CHUNK_SIZE).hex().encode()
+		payload = gzip.compress(first) + gzip.compress(second)
+		path = os.path.join(self.dir, "growing.sql.gz")
+		finished = threading.Event()
+		# The reader starts before the file exists, as the check starts before the dump.
+		with checksums.GrowingFile(path, finished, poll_seconds=0.005) as growing:
+			self.grow(path, payload, finished)
+			seen = []
+			digest = checksums.sha256_gzip_stream(growing, "growing.sql.gz", consumers=[seen.append])
+		self.assertEqual(digest, hashlib.sha256(payload).hexdigest())
+		self.assertEqual(b"".join(seen), first + second)
+
+	def test_a_dump_cut_short_while_it_is_written_is_detected(self):
+		payload = gzip.compress(b"-- header\n") + gzip.compress(os.urandom(3 * checksums.CHUNK_SIZE))
+		path = os.path.join(self.dir, "cut.sql.gz")
+		finished = threading.Event()
+		with checksums.GrowingFile(path, finished, poll_seconds=0.005) as growing:
+			self.grow(path, payload[:-64], finished)
+			with self.assertRaisesRegex(ArtifactError, "not a complete gzip file"):
+				checksums.sha256_gzip_stream(growing, "cut.sql.gz")
+
+	def test_a_dump_never_written_is_reported(self):
+		finished = threading.Event()
+		finished.set()
+		with checksums.GrowingFile(os.path.join(self.dir, "none.sql.gz"), finished) as growing:
+			with self.assertRaisesRegex(ArtifactError, "was not written"):
+				checksums.sha256_gzip_stream(growing, "none.sql.gz")
 
 	def test_tar_readability(self):
 		buffer = io.BytesIO()

@@ -4,8 +4,10 @@ import gzip
 import hashlib
 import os
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable, Iterable
+from typing import BinaryIO
 
 from backup_manager.core.errors import ArtifactError, ChecksumMismatch
 
@@ -57,30 +59,77 @@ def sha256_gzip_file(path: str, consumers: Iterable[Callable[[bytes], None]] = (
 	of `consumers` is called with every decompressed chunk in order (the text gunzip would
 	print), so another check of the dump can share this one read.
 	"""
+	with open(path, "rb") as handle:
+		return sha256_gzip_stream(handle, os.path.basename(path), consumers)
+
+
+def sha256_gzip_stream(handle: BinaryIO, name: str, consumers: Iterable[Callable[[bytes], None]] = ()) -> str:
+	"""sha256_gzip_file over an open binary stream (a file, or a GrowingFile still being written)."""
 	consumers = list(consumers)
 	digest = hashlib.sha256()
 	decompressor, fed = zlib.decompressobj(wbits=31), False
 	try:
-		with open(path, "rb") as handle:
-			while chunk := handle.read(CHUNK_SIZE):
-				digest.update(chunk)
-				pending = chunk
-				while pending:
-					fed = True
-					output = decompressor.decompress(pending, CHUNK_SIZE)
-					for consumer in consumers:
-						consumer(output)
-					pending = decompressor.unconsumed_tail
-					if decompressor.eof:
-						pending = decompressor.unused_data + pending
-						decompressor, fed = zlib.decompressobj(wbits=31), False
+		while chunk := handle.read(CHUNK_SIZE):
+			digest.update(chunk)
+			pending = chunk
+			while pending:
+				fed = True
+				output = decompressor.decompress(pending, CHUNK_SIZE)
+				for consumer in consumers:
+					consumer(output)
+				pending = decompressor.unconsumed_tail
+				if decompressor.eof:
+					pending = decompressor.unused_data + pending
+					decompressor, fed = zlib.decompressobj(wbits=31), False
 	except zlib.error as exc:
-		raise ArtifactError(f"{os.path.basename(path)} is not a complete gzip file: {exc}") from exc
+		raise ArtifactError(f"{name} is not a complete gzip file: {exc}") from exc
 	if fed and not decompressor.eof:
-		raise ArtifactError(
-			f"{os.path.basename(path)} is not a complete gzip file: it ends in the middle of a stream"
-		)
+		raise ArtifactError(f"{name} is not a complete gzip file: it ends in the middle of a stream")
 	return digest.hexdigest()
+
+
+class GrowingFile:
+	"""A binary file read while another process still appends to it, to its end once `finished` is set.
+
+	read() waits (polling) for more bytes until the writer is done, so a check can read a dump as
+	it is written instead of after. Bytes read after `finished` complete the file: an empty read
+	then is its true end.
+	"""
+
+	def __init__(self, path: str, finished: threading.Event, poll_seconds: float = 0.05):
+		self.path = path
+		self.finished = finished
+		self.poll_seconds = poll_seconds
+		self._handle: BinaryIO | None = None
+
+	def __enter__(self) -> "GrowingFile":
+		return self
+
+	def __exit__(self, *_exc) -> None:
+		if self._handle is not None:
+			self._handle.close()
+
+	def _open(self) -> BinaryIO | None:
+		if self._handle is None:
+			try:
+				self._handle = open(self.path, "rb")  # noqa: SIM115 - closed by __exit__
+			except FileNotFoundError:
+				return None
+		return self._handle
+
+	def read(self, size: int) -> bytes:
+		while True:
+			# Read `finished` before reading the file: bytes written before it was set are seen.
+			done = self.finished.is_set()
+			handle = self._open()
+			if handle is None:
+				if done:
+					raise ArtifactError(f"{os.path.basename(self.path)} was not written")
+			else:
+				chunk = handle.read(size)
+				if chunk or done:
+					return chunk
+			self.finished.wait(self.poll_seconds)
 
 
 def verify_tar_readable(
