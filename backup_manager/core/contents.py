@@ -37,6 +37,7 @@ class RowCounter:
 		self.counts: dict[str, int] = {}
 		self._pending = b""
 		self._table: str | None = None
+		self._tuple_per_line = False
 		# Set on the first parse error: feeding never raises, so the read that hashes goes on.
 		self.error = ""
 
@@ -63,16 +64,20 @@ class RowCounter:
 
 	def _parse_safely(self, lines: bytes) -> None:
 		try:
-			self._parse_lines(QUOTED_STRING.sub(b"''", lines))
+			self._parse_lines(lines)
 		except DumpParseError as exc:
 			self.error = str(exc)
 
 	def _parse_lines(self, text: bytes) -> None:
-		# `text` is whole lines with every quoted string blanked to ''.
+		# `text` is whole lines. A raw newline never falls inside a string, so a line start is
+		# never inside one, and a statement's end is the first ";\n" after its start.
 		position = 0
 		while position < len(text):
 			if self._table is not None:
-				position = self._count_values(text, position)
+				if self._tuple_per_line:
+					position = self._count_lines(text, position)
+				else:
+					position = self._count_values(text, position)
 				continue
 			match = STATEMENT_START.search(text, position)
 			if not match:
@@ -81,19 +86,42 @@ class RowCounter:
 			self.counts.setdefault(table, 0)
 			position = match.end()
 			if match.group(1) == b"INSERT INTO":
-				values_at = text.find(VALUES_KEYWORD, position, text.find(b"\n", position))
+				line_end = text.find(b"\n", position)
+				values_at = text.find(VALUES_KEYWORD, position, line_end)
 				if values_at < 0:
 					raise DumpParseError(f"INSERT INTO `{table}` has no VALUES on its first line")
 				self._table = table
 				position = values_at + len(VALUES_KEYWORD)
+				# MariaDB 10.11+: "VALUES" ends its line and each tuple is a line of its own.
+				self._tuple_per_line = not text[position:line_end].strip()
+				if self._tuple_per_line:
+					position = line_end + 1
 
-	def _count_values(self, text: bytes, position: int) -> int:
+	def _count_lines(self, text: bytes, position: int) -> int:
+		"""Count tuples that are one per line: no string is parsed, only lines are counted."""
 		end = text.find(STATEMENT_END, position)
 		stop = len(text) if end < 0 else end
+		lines = text.count(b"\n", position, stop) + (1 if end >= 0 else 0)
+		# Every line of the statement opens a tuple; anything else is not the layout assumed.
+		if lines and (
+			text[position : position + 1] != b"(" or text.count(b"\n(", position, stop) != lines - 1
+		):
+			raise DumpParseError(f"A line of the INSERT statement of table {self._table} is not a tuple")
+		self.counts[self._table] += lines
+		if end < 0:
+			return len(text)
+		self._table = None
+		return end + len(STATEMENT_END)
+
+	def _count_values(self, text: bytes, position: int) -> int:
+		"""Count tuples on shared lines: strings are blanked first, then each "(" opens a tuple."""
+		end = text.find(STATEMENT_END, position)
+		stop = len(text) if end < 0 else end
+		blanked = QUOTED_STRING.sub(b"''", text[position:stop])
 		# Blanked strings leave quote pairs: an odd count is a quote the pattern could not close.
-		if text.count(b"'", position, stop) % 2:
+		if blanked.count(b"'") % 2:
 			raise DumpParseError(f"An unterminated string in the INSERT statement of table {self._table}")
-		self.counts[self._table] += text.count(b"(", position, stop)
+		self.counts[self._table] += blanked.count(b"(")
 		if end < 0:
 			return len(text)
 		self._table = None
