@@ -2,8 +2,9 @@
 
 Frappe's BackupGenerator takes the backup, step by step as new_backup would (dump, site
 config, file tars), with the policy's compressor standing in for gzip (core.compression). The
-dump is checked and hashed in a thread while the tars are written, and handed to the offsite
-uploads as soon as it is, so each byte of the dump is read once here while other work runs.
+dump is checked, hashed and its rows counted by a thread that follows it as it is written, and
+each artifact is handed to the offsite uploads as soon as it is checked, so each byte is read
+once here while other work runs.
 
 Each run writes into its own folder `<backup root>/<backup id>.partial/`, which is renamed to
 `<backup id>/` only once every artifact is written, checked and hashed. A failed run removes
@@ -217,7 +218,8 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 				(PRIVATE_FILES, generator.backup_path_private_files),
 			):
 				_check_written(kind, path)
-				futures.append(inspect(kind, path))
+				# Uploads of each tar start as soon as it is checked, beside the other's check.
+				futures.append(inspect(kind, path, hand_over=True))
 		if reporter:
 			written = [generator.backup_path_db, generator.backup_path_conf]
 			if request.with_files:

@@ -225,14 +225,16 @@ POLICY_SNIPPET = """\
 import json, os, sys
 import frappe
 
-site, policy_name, values, destination_name = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+site, policy_name, values, destination_names = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 frappe.init(site=site, sites_path=".")
 frappe.connect()
 try:
 	policy = frappe.get_doc("Backup Policy", policy_name)
 	policy.update(values)
 	policy.set("destinations", [])
-	if destination_name:
+	# Comma-separated destination names; a name ending in " Dedup" stores deduplicated files, the
+	# others whole archives (what the benchmarks compare against a plain upload).
+	for destination_name in filter(None, destination_names.split(",")):
 		destination_values = {
 			"provider": "MinIO",
 			"endpoint_url": os.environ["BM_BENCH_S3_ENDPOINT"],
@@ -242,6 +244,7 @@ try:
 			"addressing_style": "path",
 			"access_key_id": os.environ["BM_BENCH_S3_ACCESS_KEY"],
 			"secret_access_key": os.environ["BM_BENCH_S3_SECRET_KEY"],
+			"deduplicate_files": int(destination_name.endswith(" Dedup")),
 		}
 		if frappe.db.exists("Backup Destination", destination_name):
 			destination = frappe.get_doc("Backup Destination", destination_name)

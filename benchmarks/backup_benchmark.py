@@ -31,6 +31,7 @@ import argparse
 import glob
 import json
 import os
+import secrets
 import sys
 import time
 
@@ -246,6 +247,12 @@ def main() -> None:
 		"--offsite", action="store_true", help="P3: with an S3 destination, against backup then upload"
 	)
 	parser.add_argument(
+		"--dedup-first",
+		action="store_true",
+		help="issue 12: a policy run whose destination deduplicates files, each into an empty bucket "
+		"(a first deduplicated backup), against the same run uploading whole archives",
+	)
+	parser.add_argument(
 		"--profile-rounds",
 		type=int,
 		default=1,
@@ -258,7 +265,10 @@ def main() -> None:
 
 	try:
 		with benchmark_lock(site):
-			run_benchmark(arguments, bench_path, site)
+			if arguments.dedup_first:
+				run_dedup_first(arguments, bench_path, site)
+			else:
+				run_benchmark(arguments, bench_path, site)
 	except StepFailed as exc:
 		fail(str(exc))
 
@@ -386,6 +396,66 @@ def run_benchmark(arguments: argparse.Namespace, bench_path: str, site: str) -> 
 		remove_app_backups(bench_path, site)
 		remove_generated_data(bench_path, site)
 		print("\nRemoved the generated rows, files and backups (use --keep to keep them).")
+
+
+def create_bucket(offsite: dict) -> str:
+	import boto3
+
+	bucket = f"bm-bench-{secrets.token_hex(6)}"
+	boto3.session.Session().client(
+		"s3",
+		endpoint_url=offsite["endpoint"],
+		region_name="us-east-1",
+		aws_access_key_id=offsite["access_key"],
+		aws_secret_access_key=offsite["secret_key"],
+	).create_bucket(Bucket=bucket)
+	return bucket
+
+
+def run_dedup_first(arguments: argparse.Namespace, bench_path: str, site: str) -> None:
+	"""Issue 12's "first deduplicated backup is no slower than today's tar upload", as whole runs."""
+	offsite = prepare_offsite()
+	timings: dict[str, list[float]] = {"whole archives": [], "deduplicated": []}
+	uploaded: dict[str, list[int]] = {"whole archives": [], "deduplicated": []}
+	try:
+		ensure_site(bench_path, site)
+		ensure_policy(bench_path, site)
+		fill_database(bench_path, site, arguments.size_db_mb)
+		files = fill_files(bench_path, site, arguments.size_files_mb)
+		print(f"Site {site}: {format_mib(files['bytes'])} in {files['files']:,} generated files", flush=True)
+		for round_number in range(1, arguments.rounds + 1):
+			sides = ["whole archives", "deduplicated"]
+			if round_number % 2 == 0:
+				sides.reverse()
+			for side in sides:
+				# An empty bucket each time: the deduplicated destination holds no file yet.
+				env = {**offsite["env"], "BM_BENCH_S3_BUCKET": create_bucket(offsite)}
+				destination = DESTINATION + (" Dedup" if side == "deduplicated" else "")
+				ensure_policy(bench_path, site, destination=destination, destination_env=env)
+				settle_disk()
+				started = time.perf_counter()
+				log_name, _folder, _peak = run_policy_with_peak_rss(bench_path, site)
+				timings[side].append(time.perf_counter() - started)
+				log = get_backup_log(bench_path, site, log_name)
+				uploads = log.get("uploads", [])
+				if log["status"] != "Success" or not uploads:
+					raise StepFailed(f"{log_name} ({side}) ended {log['status']}")
+				uploaded[side].append(sum(row.get("bytes") or 0 for row in uploads))
+				print(
+					f"round {round_number}: policy run uploading {side:15} {timings[side][-1]:6.1f} s, "
+					f"{format_mib(uploaded[side][-1])} uploaded, load {os.getloadavg()[0]:.2f}",
+					flush=True,
+				)
+	finally:
+		ensure_policy(bench_path, site)
+		if not arguments.keep:
+			remove_app_backups(bench_path, site)
+			remove_generated_data(bench_path, site)
+	whole, dedup = median(timings["whole archives"]), median(timings["deduplicated"])
+	print(
+		f"\nFirst backup with an S3 destination (policy run, CLI, medians of {arguments.rounds}): "
+		f"whole archives {whole:.1f} s, deduplicated files {dedup:.1f} s: ratio {dedup / whole:.2f} (goal <= 1.1)"
+	)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ from _bench_site import (
 	get_site_path,
 	measure,
 	median,
+	read_site_config,
 	remove_app_backups,
 	remove_generated_data,
 	run_bench,
@@ -87,6 +88,7 @@ DAMAGED_ROWS = 50
 PLAN_SITE = "bm-bench-plan.localhost"
 HAND_SITE = "bm-bench-hand.localhost"
 DESTINATION = "BM Benchmark S3"
+DEDUP_DESTINATION = "BM Benchmark S3 Dedup"
 GENERATE_STEP = "restore-plan (generate the script)"
 # The plan's default work folder for downloads, inside the bench.
 DOWNLOAD_FOLDER = "backup-restore"
@@ -322,7 +324,9 @@ def get_s3_client(server: S3Server):
 	)
 
 
-def set_policy_destination(bench_path: str, site: str, server: S3Server | None) -> None:
+def set_policy_destination(
+	bench_path: str, site: str, server: S3Server | None, destinations: str = DESTINATION
+) -> None:
 	"""Attach the benchmark destination to the policy (server given) or detach it (None)."""
 	if not server:
 		ensure_policy(bench_path, site)
@@ -333,7 +337,16 @@ def set_policy_destination(bench_path: str, site: str, server: S3Server | None) 
 		"BM_BENCH_S3_ACCESS_KEY": server.access_key,
 		"BM_BENCH_S3_SECRET_KEY": server.secret_key,
 	}
-	ensure_policy(bench_path, site, destination=DESTINATION, destination_env=env)
+	ensure_policy(bench_path, site, destination=destinations, destination_env=env)
+
+
+def offsite_environment(bench_path: str, site: str, server: S3Server) -> dict[str, str]:
+	"""What an operator exports before a restore from the bucket: its keys and the manifest key."""
+	return {
+		"AWS_ACCESS_KEY_ID": server.access_key,
+		"AWS_SECRET_ACCESS_KEY": server.secret_key,
+		"BACKUP_MANIFEST_KEY": read_site_config(bench_path, site)["backup_manager_manifest_key"],
+	}
 
 
 def download_by_hand(server: S3Server, prefix: str, to_dir: str) -> dict[str, str]:
@@ -490,6 +503,12 @@ def main() -> None:
 		"--offsite", action="store_true", help="also compare restores from a SeaweedFS destination"
 	)
 	parser.add_argument(
+		"--dedup",
+		action="store_true",
+		help="compare new-site restores (the plan, --from-destination) from a deduplicated destination "
+		"and from a whole-archive one, same backup uploaded to both",
+	)
+	parser.add_argument(
 		"--no-local", action="store_true", help="with --offsite: skip the restores from local files"
 	)
 	parser.add_argument(
@@ -543,6 +562,8 @@ def run_benchmark(arguments: argparse.Namespace, bench_path: str, site: str) -> 
 			run_local(arguments, bench_path, site, rows, files)
 		if arguments.offsite:
 			run_offsite(arguments, bench_path, site, rows, files)
+		if arguments.dedup:
+			run_dedup(arguments, bench_path, site, rows, files)
 	finally:
 		for target in (PLAN_SITE, HAND_SITE):
 			try:
@@ -606,7 +627,7 @@ def run_offsite(arguments: argparse.Namespace, bench_path: str, site: str, rows:
 			prefix = f"bm-bench/{site}/{log['backup_id']}/"
 			file_kinds = {row["file_name"]: row["kind"] for row in log["artifacts"]}
 			download_dir = os.path.join(bench_path, DOWNLOAD_FOLDER, log["backup_id"])
-			keys = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
+			keys = offsite_environment(bench_path, site, server)
 			measurements, waited = run_rounds(
 				bench_path,
 				arguments.rounds,
@@ -625,6 +646,61 @@ def run_offsite(arguments: argparse.Namespace, bench_path: str, site: str, rows:
 				"boto3 download + new-site + restore + migrate",
 				waited,
 			)
+		finally:
+			set_policy_destination(bench_path, site, None)
+
+
+def run_dedup(arguments: argparse.Namespace, bench_path: str, site: str, rows: int, files: int) -> None:
+	"""The same restore plan from a deduplicated destination and from a whole-archive one."""
+	with s3_server(arguments.seaweed_python) as server:
+		server.bucket = "bm-bench-" + secrets.token_hex(4)
+		get_s3_client(server).create_bucket(Bucket=server.bucket)
+		set_policy_destination(bench_path, site, server, f"{DESTINATION},{DEDUP_DESTINATION}")
+		try:
+			log = take_backup(bench_path, site, f"uploaded whole and deduplicated to {server.endpoint_url}")
+			uploads = log.get("uploads", [])
+			if (
+				log["status"] != "Success"
+				or not uploads
+				or any(row["status"] != "Uploaded" for row in uploads)
+			):
+				raise StepFailed(f"Backup {log['name']} did not upload: status {log['status']}")
+			download_dir = os.path.join(bench_path, DOWNLOAD_FOLDER, log["backup_id"])
+			keys = offsite_environment(bench_path, site, server)
+			# run_rounds' "plan" side restores from the deduplicated destination, "hand" from the plain one.
+			measurements, waited = run_rounds(
+				bench_path,
+				arguments.rounds,
+				lambda target: restore_with_plan(
+					bench_path, site, log["name"], target, ("--from-destination", DEDUP_DESTINATION), keys
+				),
+				lambda target: restore_with_plan(
+					bench_path, site, log["name"], target, ("--from-destination", DESTINATION), keys
+				),
+				rows,
+				files,
+				after_each=lambda: shutil.rmtree(download_dir, ignore_errors=True),
+			)
+			dedup_runs = [m for m in measurements if m.label == "plan"]
+			plain_runs = [m for m in measurements if m.label == "hand"]
+			print(
+				"\n===== New-site restore through the plan: deduplicated destination vs whole archives ====="
+			)
+			print_steps("From the deduplicated destination", dedup_runs)
+			print_steps("From the whole-archive destination", plain_runs)
+			dedup, plain = median([m.seconds for m in dedup_runs]), median([m.seconds for m in plain_runs])
+			download = [
+				median([m.steps.get(name, 0) for m in runs])
+				for runs in (dedup_runs, plain_runs)
+				for name in [next((n for n in runs[0].steps if "ownload" in n), "")]
+			]
+			print(
+				f"restore from deduplicated {dedup:.1f} s, from whole archives {plain:.1f} s (medians of "
+				f"{len(dedup_runs)}): ratio {dedup / plain:.2f} (goal <= 1.2); download step "
+				f"{download[0]:.1f} s against {download[1]:.1f} s"
+			)
+			if waited:
+				print(f"(Waited {waited:.0f} s, untimed, for another restore plan on this bench to finish.)")
 		finally:
 			set_policy_destination(bench_path, site, None)
 

@@ -153,6 +153,26 @@ class TestDeduplicatedUpload(DedupTestCase):
 			["database.sql.gz", "files.tar.index.json.gz", "manifest.json"],
 		)
 
+	def test_progress_counts_every_byte_of_the_backup_stored_or_found_stored(self):
+		for number in range(6):
+			self.write(f"scan-{number}.pdf", os.urandom(30_000))
+		for number in (1, 2):
+			manifest, local = self.backup(number)
+			sent: list[int] = []
+			results = upload_backup(
+				self.backend,
+				manifest,
+				local,
+				prefix=self.prefix,
+				site=SITE,
+				deduplicate=True,
+				progress=sent.append,
+			)
+			self.assertEqual({result.status for result in results}, {UPLOADED})
+			# The second backup finds every file stored: it still reaches the whole size.
+			self.assertEqual(sum(sent), sum(artifact.size for artifact in manifest.artifacts), number)
+			self.assertTrue(all(value >= 0 for value in sent))
+
 	def test_a_restore_from_the_index_gives_byte_identical_files(self):
 		for number in range(5):
 			self.write(f"doc-{number}.bin", os.urandom(3000 * (number + 1)))

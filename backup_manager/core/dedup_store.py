@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -120,8 +121,13 @@ def store_archive(
 	backup_id: str,
 	contents: StoredContents,
 	max_workers: int = 4,
+	progress: Callable[[int], None] | None = None,
 ) -> StoredArchive | None:
-	"""Store an archive as index + contents the store lacks; None if it cannot be rebuilt exactly."""
+	"""Store an archive as index + contents the store lacks; None if it cannot be rebuilt exactly.
+
+	`progress`, if given, is called with the bytes of each content once it is stored, and at
+	once with those the store already holds (from the upload threads).
+	"""
 	index = build_index(archive_path, artifact.file_name, artifact.sha256)
 	if index is None:
 		return None
@@ -129,16 +135,21 @@ def store_archive(
 	index_key = layout.object_key(prefix, site, backup_id, index_name(artifact.file_name))
 	backend.upload_bytes(data, index_key, metadata={"backup-id": backup_id, "kind": f"{artifact.kind}-index"})
 	contents.sizes()
-	todo = [
-		(entry, offset)
-		for entry, offset in read_content(archive_path, index)
-		if contents.claim(entry.sha256, entry.size)
-	]
+	todo, held = [], 0
+	for entry, offset in read_content(archive_path, index):
+		if contents.claim(entry.sha256, entry.size):
+			todo.append((entry, offset))
+		else:
+			held += entry.size
+	if progress and held:
+		progress(held)
 
 	def upload(item: tuple[IndexEntry, int]) -> int:
 		entry, offset = item
 		key = layout.content_key(prefix, site, entry.sha256)
 		_upload_content(backend, archive_path, entry, offset, key)
+		if progress:
+			progress(entry.size)
 		return entry.size
 
 	with ThreadPoolExecutor(

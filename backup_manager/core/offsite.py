@@ -239,6 +239,7 @@ class BackupUpload:
 					self._contents,
 					self.max_workers,
 					self._stored,
+					self.progress,
 				)
 				return
 			self._futures[artifact.kind] = self._pool.submit(
@@ -363,9 +364,18 @@ def _upload_deduplicated(
 	contents: "dedup_store.StoredContents",
 	max_workers: int,
 	stored: dict,
+	progress: Callable[[int], None] | None = None,
 ) -> ArtifactUploadResult:
 	started = time.monotonic()
 	index_key = layout.object_key(prefix, site, backup_id, index_name(artifact.file_name))
+	# Progress counts the archive's bytes as its files are stored (or found stored already).
+	counted = [0]
+
+	def count(byte_count: int) -> None:
+		counted[0] += byte_count
+		if progress:
+			progress(byte_count)
+
 	try:
 		archive = dedup_store.store_archive(
 			backend,
@@ -376,8 +386,11 @@ def _upload_deduplicated(
 			backup_id=backup_id,
 			contents=contents,
 			max_workers=max_workers,
+			progress=count,
 		)
 	except Exception as exc:
+		if progress and counted[0]:
+			progress(-counted[0])
 		error = _describe_failure(exc)
 		logger.warning("Deduplicated upload of %s failed: %s", artifact.file_name, error)
 		return ArtifactUploadResult(
@@ -393,7 +406,9 @@ def _upload_deduplicated(
 		logger.info(
 			"%s cannot be rebuilt byte for byte from an index; uploading it whole", artifact.file_name
 		)
-		return _upload_artifact(backend, artifact, path, prefix, site, backup_id)
+		return _upload_artifact(backend, artifact, path, prefix, site, backup_id, progress)
+	# The tar headers and padding, which the index carries: the archive is wholly accounted for.
+	count(artifact.size - counted[0])
 	stored[artifact.file_name] = archive
 	return ArtifactUploadResult(
 		kind=artifact.kind,
