@@ -178,6 +178,7 @@ def run_locked(log, policy):
 				exclude_doctypes=policy.get_exclude_doctypes(),
 				compressor=compressor,
 				expected_sizes=last_backup_sizes(policy.name),
+				index_files=any(upload.deduplicates for upload in uploads.values()),
 			),
 			receivers=list(uploads.values()),
 			reporter=reporter,

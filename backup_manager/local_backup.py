@@ -31,6 +31,7 @@ from frappe.utils.backups import BackupGenerator, get_or_generate_backup_encrypt
 from backup_manager.core import checksums, progress
 from backup_manager.core.compression import Compressor, compressor_as_gzip, find_compressor
 from backup_manager.core.contents import DumpParseError, FileStatsCollector, RowCounter
+from backup_manager.core.dedup import FileIndex, index_archive
 from backup_manager.core.encryption import encrypt_file_in_place, is_gpg_encrypted
 from backup_manager.core.errors import ArtifactError
 from backup_manager.core.manifest import (
@@ -63,12 +64,14 @@ class BackupRequest:
 	compressor: Compressor | None = None
 	# The previous backup's artifact sizes by kind: the progress estimate while the new one is written.
 	expected_sizes: dict[str, int] = field(default_factory=dict)
+	# A destination stores deduplicated files: index each files archive in the read that hashes it.
+	index_files: bool = False
 
 
 class ArtifactReceiver(Protocol):
 	"""Takes artifacts as soon as they are checked and hashed (core.offsite.BackupUpload)."""
 
-	def add(self, artifact: Artifact, path: str) -> None: ...
+	def add(self, artifact: Artifact, path: str, index: FileIndex | None = None) -> None: ...
 
 	def wait(self) -> None: ...
 
@@ -162,14 +165,19 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 		checks_label = _("checks")
 		checked = reporter.counter(checks_label) if reporter else None
 
+		# Files archives indexed while they are hashed (request.index_files), by path.
+		indexes: dict[str, FileIndex] = {}
+
 		def inspect(kind: str, path: str, hand_over: bool = False) -> Future:
+			if request.index_files and passphrase is None and kind in (PUBLIC_FILES, PRIVATE_FILES):
+				return watch(pool.submit(inspect_files_archive, kind, path, indexes), path, hand_over)
 			return watch(pool.submit(inspect_artifact, kind, path, passphrase), path, hand_over)
 
 		def watch(future: Future, path: str, hand_over: bool = False) -> Future:
 			if checked:
 				future.add_done_callback(lambda done: _count_checked(done, checked))
 			if hand_over and receivers:
-				future.add_done_callback(lambda done: _hand_over(done, path, receivers))
+				future.add_done_callback(lambda done: _hand_over(done, path, receivers, indexes))
 			return future
 
 		expected = request.expected_sizes
@@ -256,12 +264,14 @@ def _count_checked(done: Future, checked) -> None:
 		checked(done.result().size)
 
 
-def _hand_over(done: Future, path: str, receivers: Sequence[ArtifactReceiver]) -> None:
+def _hand_over(
+	done: Future, path: str, receivers: Sequence[ArtifactReceiver], indexes: dict[str, FileIndex]
+) -> None:
 	# A failed check is raised by the main thread from future.result(); nothing is handed over.
 	if done.cancelled() or done.exception() is not None:
 		return
 	for receiver in receivers:
-		receiver.add(done.result(), path)
+		receiver.add(done.result(), path, index=indexes.get(path))
 
 
 def remove_manifest_key(config_path: str) -> None:
@@ -284,6 +294,28 @@ def inspect_growing_dump(path: str, written: threading.Event) -> Artifact:
 		)
 	artifact = Artifact(
 		kind=DATABASE,
+		file_name=os.path.basename(path),
+		size=os.path.getsize(path),
+		sha256=sha256,
+		encrypted=False,
+	)
+	contents.describe(artifact)
+	return artifact
+
+
+def inspect_files_archive(kind: str, path: str, indexes: dict[str, FileIndex]) -> Artifact:
+	"""inspect_artifact of an unencrypted files archive that also indexes it for deduplicated uploads.
+
+	The read that hashes the archive indexes it too (core.dedup.index_archive), so a destination
+	storing deduplicated files does not read it again.
+	"""
+	contents = ArtifactContents(kind)
+	check_artifact_readable(kind, path, contents)
+	sha256, index = index_archive(path, os.path.basename(path))
+	if index is not None:
+		indexes[path] = index
+	artifact = Artifact(
+		kind=kind,
 		file_name=os.path.basename(path),
 		size=os.path.getsize(path),
 		sha256=sha256,

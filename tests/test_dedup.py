@@ -10,8 +10,8 @@ import tempfile
 import unittest
 from datetime import timedelta
 
-from backup_manager.core import layout
-from backup_manager.core.dedup import FileIndex, build_index
+from backup_manager.core import dedup_store, layout
+from backup_manager.core.dedup import FileIndex, build_index, index_archive
 from backup_manager.core.dedup_store import collect_unreferenced_contents
 from backup_manager.core.errors import ChecksumMismatch, StorageError
 from backup_manager.core.manifest import DATABASE, PUBLIC_FILES, Artifact, Manifest, sign_manifest
@@ -19,6 +19,7 @@ from backup_manager.core.offsite import (
 	DELETED,
 	KEEP,
 	UPLOADED,
+	BackupUpload,
 	apply_offsite_retention,
 	download_backup,
 	list_remote_backups,
@@ -371,3 +372,58 @@ class TestDeduplicatedRetention(DedupTestCase):
 		index.entries[-1].sha256 = "../../etc/passwd"
 		with self.assertRaises(Exception):
 			FileIndex.from_bytes(index.to_bytes())
+
+	def test_the_read_that_hashes_an_archive_indexes_it_and_the_upload_uses_that_index(self):
+		for number in range(4):
+			self.write(f"doc-{number}.pdf", os.urandom(10_000 + number))
+		self.write("empty.txt", b"")
+		manifest, local = self.backup(13)
+		path = os.path.join(local, "files.tar")
+		sha256, index = index_archive(path, "files.tar")
+		self.assertEqual(sha256, sha256_of(path))
+		self.assertEqual(index, build_index(path, "files.tar", sha256))
+
+		# The upload takes the given index instead of reading the archive again.
+		built = []
+		original = dedup_store.build_index
+		dedup_store.build_index = lambda *args: built.append(args) or original(*args)
+		self.addCleanup(setattr, dedup_store, "build_index", original)
+		upload = BackupUpload(
+			self.backend, prefix=self.prefix, site=SITE, backup_id=manifest.backup_id, deduplicate=True
+		)
+		for artifact in manifest.artifacts:
+			upload.add(
+				artifact,
+				os.path.join(local, artifact.file_name),
+				index=index if artifact.kind == PUBLIC_FILES else None,
+			)
+		results = upload.finish(manifest, local)
+		self.assertEqual({result.status for result in results}, {UPLOADED})
+		self.assertEqual(built, [])
+		target = os.path.join(self.work, "restored")
+		download_backup(
+			self.backend,
+			prefix=self.prefix,
+			site=SITE,
+			backup_id=manifest.backup_id,
+			to_dir=target,
+			hmac_key=KEY,
+		)
+		self.assertEqual(sha256_of(os.path.join(target, "files.tar")), sha256)
+
+		# An index of another archive is not trusted: the upload indexes the archive itself.
+		self.write("doc-9.pdf", os.urandom(5000))
+		other, other_local = self.backup(14)
+		upload = BackupUpload(
+			self.backend, prefix=self.prefix, site=SITE, backup_id=other.backup_id, deduplicate=True
+		)
+		for artifact in other.artifacts:
+			upload.add(artifact, os.path.join(other_local, artifact.file_name), index=index)
+		self.assertEqual({result.status for result in upload.finish(other, other_local)}, {UPLOADED})
+		self.assertEqual(len(built), 1)
+
+	def test_an_archive_that_cannot_be_indexed_is_still_hashed_whole(self):
+		self.write("a.txt", os.urandom(3000))
+		compressed = os.path.join(self.work, "files.tgz")
+		subprocess.run(["tar", "-czf", compressed, "-C", os.path.join(self.work, "site"), SITE], check=True)
+		self.assertEqual(index_archive(compressed, "files.tgz"), (sha256_of(compressed), None))

@@ -15,7 +15,6 @@ import base64
 import gzip
 import hashlib
 import json
-import os
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -125,15 +124,37 @@ def _padding(size: int) -> int:
 
 def build_index(archive_path: str, archive_file_name: str, expected_sha256: str) -> FileIndex | None:
 	"""Index an uncompressed tar so that it can be rebuilt byte for byte; None if it cannot be."""
+	sha256, index = index_archive(archive_path, archive_file_name)
+	return index if index is not None and sha256 == expected_sha256 else None
+
+
+def index_archive(archive_path: str, archive_file_name: str) -> tuple[str, FileIndex | None]:
+	"""Hash a files archive and, in the same read, index it: (sha256 of the file, index or None).
+
+	The index is None when the archive cannot be rebuilt byte for byte (compressed, encrypted,
+	sparse members, non-zero padding); the sha256 is the whole file's in every case.
+	"""
 	whole = hashlib.sha256()
+	with open(archive_path, "rb") as raw:
+		index = _index_while_hashing(raw, archive_path, archive_file_name, whole)
+		# Whatever the index did not read (all of it, for an archive that cannot be indexed).
+		while chunk := raw.read(CHUNK_SIZE):
+			whole.update(chunk)
+	sha256 = whole.hexdigest()
+	if index is not None:
+		index.archive_sha256 = sha256
+	return sha256, index
+
+
+def _index_while_hashing(raw, archive_path: str, archive_file_name: str, whole) -> FileIndex | None:
+	"""Read the tar from `raw` in order, feeding `whole`; stop (returning None) where it is not indexable."""
 	entries = []
 	try:
-		with open(archive_path, "rb") as raw, tarfile.open(archive_path, mode="r:") as archive:
+		with tarfile.open(archive_path, mode="r:") as archive:
 			position = 0
 			for member in archive:
 				if member.sparse is not None or member.offset != position:
 					return None
-				raw.seek(member.offset)
 				header = raw.read(member.offset_data - member.offset)
 				whole.update(header)
 				content_hash = ""
@@ -149,9 +170,9 @@ def build_index(archive_path: str, archive_file_name: str, expected_sha256: str)
 						remaining -= len(chunk)
 					content_hash = digest.hexdigest()
 					padding = raw.read(_padding(member.size))
+					whole.update(padding)
 					if padding.strip(b"\0"):
 						return None
-					whole.update(padding)
 				elif member.size and not member.isreg():
 					return None
 				position = member.offset_data + member.size + (_padding(member.size) if member.size else 0)
@@ -165,20 +186,18 @@ def build_index(archive_path: str, archive_file_name: str, expected_sha256: str)
 						header=base64.b64encode(header).decode(),
 					)
 				)
-			raw.seek(position)
-			trailer = raw.read()
 	except (tarfile.TarError, OSError):
 		return None
-	if trailer.strip(b"\0"):
+	if raw.tell() != position:
 		return None
+	trailer = raw.read()
 	whole.update(trailer)
-	size = os.path.getsize(archive_path)
-	if whole.hexdigest() != expected_sha256:
+	if trailer.strip(b"\0"):
 		return None
 	return FileIndex(
 		archive=archive_file_name,
-		archive_size=size,
-		archive_sha256=expected_sha256,
+		archive_size=position + len(trailer),
+		archive_sha256="",
 		entries=entries,
 		trailer_zero_bytes=len(trailer),
 	)

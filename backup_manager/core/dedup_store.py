@@ -122,13 +122,17 @@ def store_archive(
 	contents: StoredContents,
 	max_workers: int = 4,
 	progress: Callable[[int], None] | None = None,
+	index: FileIndex | None = None,
 ) -> StoredArchive | None:
 	"""Store an archive as index + contents the store lacks; None if it cannot be rebuilt exactly.
 
+	`index`: the archive's index made while the backup checked it (core.dedup.index_archive), so
+	that the archive is not read twice; built here when absent or not this archive's.
 	`progress`, if given, is called with the bytes of each content once it is stored, and at
 	once with those the store already holds (from the upload threads).
 	"""
-	index = build_index(archive_path, artifact.file_name, artifact.sha256)
+	if index is None or index.archive_sha256 != artifact.sha256 or index.archive_size != artifact.size:
+		index = build_index(archive_path, artifact.file_name, artifact.sha256)
 	if index is None:
 		return None
 	data = index.to_bytes()

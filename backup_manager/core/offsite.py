@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from backup_manager.core import dedup_store, layout
 from backup_manager.core.checksums import sha256_file
-from backup_manager.core.dedup import index_name
+from backup_manager.core.dedup import FileIndex, index_name
 from backup_manager.core.errors import (
 	ArtifactError,
 	BackupManagerError,
@@ -222,8 +222,16 @@ class BackupUpload:
 			else None
 		)
 
-	def add(self, artifact: Artifact, path: str) -> None:
-		"""Start uploading an artifact (checked and hashed) from `path`, unless it already started."""
+	@property
+	def deduplicates(self) -> bool:
+		"""True if files archives go to this destination as an index plus contents."""
+		return self._contents is not None
+
+	def add(self, artifact: Artifact, path: str, index: FileIndex | None = None) -> None:
+		"""Start uploading an artifact (checked and hashed) from `path`, unless it already started.
+
+		`index`: a files archive's index made while it was checked (saves reading it again).
+		"""
 		with self._lock:
 			if self._pool is None or artifact.kind in self._futures:
 				return
@@ -240,6 +248,7 @@ class BackupUpload:
 					self.max_workers,
 					self._stored,
 					self.progress,
+					index,
 				)
 				return
 			self._futures[artifact.kind] = self._pool.submit(
@@ -365,6 +374,7 @@ def _upload_deduplicated(
 	max_workers: int,
 	stored: dict,
 	progress: Callable[[int], None] | None = None,
+	index: FileIndex | None = None,
 ) -> ArtifactUploadResult:
 	started = time.monotonic()
 	index_key = layout.object_key(prefix, site, backup_id, index_name(artifact.file_name))
@@ -387,6 +397,7 @@ def _upload_deduplicated(
 			contents=contents,
 			max_workers=max_workers,
 			progress=count,
+			index=index,
 		)
 	except Exception as exc:
 		if progress and counted[0]:
