@@ -14,7 +14,6 @@ delete what our retention keeps.
 """
 
 import contextlib
-import contextvars
 import json
 import os
 import shutil
@@ -185,26 +184,21 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 		with frappe_encryption_suppressed():
 			generator = make_backup_generator(request, work_dir)
 			with compressor_as_gzip(compressor):
+				if reporter:
+					reporter.start_phase(progress.DUMP, expected.get(DATABASE, 0), label=_("database dump"))
 				# An unencrypted dump is checked, hashed and its rows counted as it is written
 				# (the dump pipeline leaves CPU idle); an encrypted one after it is written.
-				dump_written, snapshot_taken = threading.Event(), threading.Event()
+				dump_written = threading.Event()
 				following = (
-					pool.submit(inspect_growing_dump, generator.backup_path_db, dump_written, snapshot_taken)
+					pool.submit(inspect_growing_dump, generator.backup_path_db, dump_written)
 					if passphrase is None
 					else None
 				)
-				# Beside a followed dump, the tars are written once its snapshot is taken (its
-				# first table appeared): every file its rows reference was on disk by then.
-				beside = request.with_files and following is not None
-				if reporter:
-					reporter.start_phase(
-						progress.DUMP,
-						expected.get(DATABASE, 0)
-						+ (expected.get(PUBLIC_FILES, 0) + expected.get(PRIVATE_FILES, 0) if beside else 0),
-						label=_("database dump and files") if beside else _("database dump"),
-					)
-				with watch_folder(reporter, work_dir):
-					_dump_with_tars_beside(generator, snapshot_taken, dump_written, beside)
+				try:
+					with watch_folder(reporter, work_dir):
+						generator.take_dump()
+				finally:
+					dump_written.set()
 				_check_written(DATABASE, generator.backup_path_db)
 				if following is None:
 					futures = [inspect(DATABASE, generator.backup_path_db, hand_over=True)]
@@ -215,7 +209,7 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 				_check_written(SITE_CONFIG, generator.backup_path_conf)
 				remove_manifest_key(generator.backup_path_conf)
 				futures.append(inspect(SITE_CONFIG, generator.backup_path_conf, hand_over=True))
-				if request.with_files and not beside:
+				if request.with_files:
 					if reporter:
 						reporter.start_phase(
 							progress.FILES,
@@ -260,42 +254,6 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 	)
 
 
-def _dump_with_tars_beside(
-	generator: BackupGenerator, snapshot_taken: threading.Event, dump_written: threading.Event, beside: bool
-) -> None:
-	"""Take the dump; with `beside`, write the file tars in a thread once the dump's snapshot is taken.
-
-	The tars start when `snapshot_taken` is set (by the thread following the dump), or when the
-	dump has ended if it never was. A failed dump writes no tar; a failed tar fails the backup.
-	"""
-	dump_failed = threading.Event()
-
-	def write_tars() -> None:
-		snapshot_taken.wait()
-		if not dump_failed.is_set():
-			generator.backup_files()
-
-	tar_writer = (
-		ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-manager-tar") if beside else None
-	)
-	# frappe.local (the site) reaches the thread through a copy of this context.
-	tars = tar_writer.submit(contextvars.copy_context().run, write_tars) if tar_writer else None
-	try:
-		try:
-			generator.take_dump()
-		except BaseException:
-			dump_failed.set()
-			raise
-		finally:
-			dump_written.set()
-			snapshot_taken.set()
-		if tars is not None:
-			tars.result()
-	finally:
-		if tar_writer is not None:
-			tar_writer.shutdown(wait=True)
-
-
 def _check_written(kind: str, path: str) -> None:
 	if not path or not os.path.isfile(path):
 		raise ArtifactError(f"The {kind} artifact was not written")
@@ -327,23 +285,13 @@ def remove_manifest_key(config_path: str) -> None:
 		json.dump(config, handle, indent=1, sort_keys=True)
 
 
-def inspect_growing_dump(
-	path: str, written: threading.Event, snapshot_taken: threading.Event | None = None
-) -> Artifact:
-	"""inspect_artifact of an unencrypted dump, read while it is written, until `written` is set.
-
-	`snapshot_taken` is set once the dump's first table appears: mariadb-dump --single-transaction
-	has started its consistent snapshot by then.
-	"""
+def inspect_growing_dump(path: str, written: threading.Event) -> Artifact:
+	"""inspect_artifact of an unencrypted dump, read while it is written, until `written` is set."""
 	contents = ArtifactContents(DATABASE)
-
-	def consume(data: bytes) -> None:
-		contents.consume_dump(data)
-		if snapshot_taken is not None and contents.row_counter.counts:
-			snapshot_taken.set()
-
 	with checksums.GrowingFile(path, written) as growing:
-		sha256 = checksums.sha256_gzip_stream(growing, os.path.basename(path), consumers=[consume])
+		sha256 = checksums.sha256_gzip_stream(
+			growing, os.path.basename(path), consumers=[contents.consume_dump]
+		)
 	artifact = Artifact(
 		kind=DATABASE,
 		file_name=os.path.basename(path),
