@@ -16,7 +16,6 @@ from backup_manager.core.restore_plan import (
 	render_shell,
 	render_text,
 )
-from backup_manager.core.storage import STORAGE_FOLDER, STORAGE_SFTP
 from backup_manager.offsite import get_log_destination
 
 RENDERERS = {"text": render_text, "json": render_json, "sh": render_shell}
@@ -75,42 +74,8 @@ def build_plan_for_log(
 
 def get_offsite_source(target) -> OffsiteSource:
 	"""Where a plan downloads from: the destination's public settings (never a secret)."""
-	if target.storage_type == STORAGE_SFTP:
-		config = target.get_sftp_config(with_secret=False)
-		return OffsiteSource(
-			destination_name=target.name,
-			endpoint_url="",
-			region="",
-			bucket="",
-			prefix=config.prefix,
-			storage_type=STORAGE_SFTP,
-			sftp_host=config.host,
-			sftp_port=config.port,
-			sftp_username=config.username,
-			base_folder=config.base_folder,
-			host_key=config.host_key,
-		)
-	if target.storage_type == STORAGE_FOLDER:
-		config = target.get_folder_config()
-		return OffsiteSource(
-			destination_name=target.name,
-			endpoint_url="",
-			region="",
-			bucket="",
-			prefix=config.prefix,
-			storage_type=STORAGE_FOLDER,
-			folder_path=config.path,
-			must_be_mount_point=config.must_be_mount_point,
-		)
-	config = target.get_s3_config(with_secret=False)
-	return OffsiteSource(
-		destination_name=target.name,
-		endpoint_url=config.resolved_endpoint_url(),
-		region=config.resolved_region,
-		bucket=config.bucket,
-		prefix=config.prefix,
-		addressing_style=config.addressing_style,
-	)
+	config = target.get_storage_config(with_secret=False)
+	return OffsiteSource.from_config(config, destination_name=target.name, prefix=config.prefix)
 
 
 def render_plan(plan, output_format: str) -> str:

@@ -374,38 +374,9 @@ def source_from(config: StorageConfig, arguments: argparse.Namespace):
 	"""Where the restore plan downloads from: the same destination this tool was pointed at."""
 	from backup_manager.core.restore_plan import OffsiteSource
 
-	if isinstance(config, SFTPConfig):
-		return OffsiteSource(
-			destination_name=config.host,
-			endpoint_url="",
-			region="",
-			bucket="",
-			prefix=arguments.prefix,
-			storage_type=STORAGE_SFTP,
-			sftp_host=config.host,
-			sftp_port=config.port,
-			sftp_username=config.username,
-			base_folder=config.base_folder,
-			host_key=config.host_key,
-		)
-	if isinstance(config, FolderConfig):
-		return OffsiteSource(
-			destination_name=config.path,
-			endpoint_url="",
-			region="",
-			bucket="",
-			prefix=arguments.prefix,
-			storage_type=STORAGE_FOLDER,
-			folder_path=config.path,
-			must_be_mount_point=config.must_be_mount_point,
-		)
-	return OffsiteSource(
-		destination_name=config.bucket,
-		endpoint_url=config.resolved_endpoint_url(),
-		region=config.resolved_region,
-		bucket=config.bucket,
-		prefix=arguments.prefix,
-		addressing_style=arguments.addressing_style,
+	# No Desk name here: the plan names the destination by its bucket, host or folder.
+	return OffsiteSource.from_config(
+		config, destination_name="", prefix=arguments.prefix, addressing_style=arguments.addressing_style
 	)
 
 

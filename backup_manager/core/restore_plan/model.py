@@ -2,6 +2,14 @@
 
 from dataclasses import dataclass, field
 
+from backup_manager.core.storage import (
+	STORAGE_FOLDER,
+	STORAGE_SFTP,
+	FolderConfig,
+	SFTPConfig,
+	StorageConfig,
+)
+
 
 @dataclass
 class OffsiteSource:
@@ -28,6 +36,45 @@ class OffsiteSource:
 	def label(self) -> str:
 		"""How the plan names the destination."""
 		return self.destination_name or self.bucket or self.sftp_host or self.folder_path
+
+	@classmethod
+	def from_config(
+		cls, config: StorageConfig, *, destination_name: str, prefix: str, addressing_style: str = ""
+	) -> "OffsiteSource":
+		"""The public settings of a destination's configuration (never a secret)."""
+		if isinstance(config, SFTPConfig):
+			return cls(
+				destination_name=destination_name,
+				endpoint_url="",
+				region="",
+				bucket="",
+				prefix=prefix,
+				storage_type=STORAGE_SFTP,
+				sftp_host=config.host,
+				sftp_port=config.port,
+				sftp_username=config.username,
+				base_folder=config.base_folder,
+				host_key=config.host_key,
+			)
+		if isinstance(config, FolderConfig):
+			return cls(
+				destination_name=destination_name,
+				endpoint_url="",
+				region="",
+				bucket="",
+				prefix=prefix,
+				storage_type=STORAGE_FOLDER,
+				folder_path=config.path,
+				must_be_mount_point=config.must_be_mount_point,
+			)
+		return cls(
+			destination_name=destination_name,
+			endpoint_url=config.resolved_endpoint_url(),
+			region=config.resolved_region,
+			bucket=config.bucket,
+			prefix=prefix,
+			addressing_style=addressing_style or config.addressing_style,
+		)
 
 
 @dataclass

@@ -117,7 +117,7 @@ def _list_env_vars(
 			),
 		]
 	elif downloading and options.source.storage_type != SOURCE_FOLDER:
-		destination = options.source.destination_name or options.source.bucket
+		destination = options.source.label
 		env_vars += [
 			EnvVar(ENV_ACCESS_KEY_ID, True, f"Access key id of the offsite destination {destination}."),
 			EnvVar(
