@@ -292,15 +292,7 @@ def inspect_growing_dump(path: str, written: threading.Event) -> Artifact:
 		sha256 = checksums.sha256_gzip_stream(
 			growing, os.path.basename(path), consumers=[contents.consume_dump]
 		)
-	artifact = Artifact(
-		kind=DATABASE,
-		file_name=os.path.basename(path),
-		size=os.path.getsize(path),
-		sha256=sha256,
-		encrypted=False,
-	)
-	contents.describe(artifact)
-	return artifact
+	return contents.artifact(path, sha256, encrypted=False)
 
 
 def inspect_files_archive(kind: str, path: str, indexes: dict[str, FileIndex]) -> Artifact:
@@ -314,15 +306,7 @@ def inspect_files_archive(kind: str, path: str, indexes: dict[str, FileIndex]) -
 	sha256, index = index_archive(path, os.path.basename(path))
 	if index is not None:
 		indexes[path] = index
-	artifact = Artifact(
-		kind=kind,
-		file_name=os.path.basename(path),
-		size=os.path.getsize(path),
-		sha256=sha256,
-		encrypted=False,
-	)
-	contents.describe(artifact)
-	return artifact
+	return contents.artifact(path, sha256, encrypted=False)
 
 
 def inspect_artifact(kind: str, path: str, passphrase: str | None) -> Artifact:
@@ -336,15 +320,7 @@ def inspect_artifact(kind: str, path: str, passphrase: str | None) -> Artifact:
 		if passphrase is not None and not is_gpg_encrypted(path):
 			encrypt_file_in_place(path, passphrase)
 		sha256 = checksums.sha256_file(path)
-	artifact = Artifact(
-		kind=kind,
-		file_name=os.path.basename(path),
-		size=os.path.getsize(path),
-		sha256=sha256,
-		encrypted=is_gpg_encrypted(path),
-	)
-	contents.describe(artifact)
-	return artifact
+	return contents.artifact(path, sha256, encrypted=is_gpg_encrypted(path))
 
 
 class ArtifactContents:
@@ -363,6 +339,18 @@ class ArtifactContents:
 	def add_member(self, archive, member) -> None:
 		self.read = True
 		self.file_stats.add_member(archive, member)
+
+	def artifact(self, path: str, sha256: str, *, encrypted: bool) -> Artifact:
+		"""The Artifact of the file at path, with what this read gathered about its contents."""
+		artifact = Artifact(
+			kind=self.kind,
+			file_name=os.path.basename(path),
+			size=os.path.getsize(path),
+			sha256=sha256,
+			encrypted=encrypted,
+		)
+		self.describe(artifact)
+		return artifact
 
 	def describe(self, artifact: Artifact) -> None:
 		if self.row_counter is not None and self.read:

@@ -33,30 +33,54 @@ def notify_run(policy, log):
 
 def send_missed_backup_alerts(now: datetime):
 	"""Tick step: alert once per window for every policy with no success within its alert window."""
+	_send_window_alerts(
+		now,
+		filters={"enabled": 1, "alert_after_hours": (">", 0)},
+		window_field="alert_after_hours",
+		window_unit_hours=1,
+		last_good_field="last_success_at",
+		last_alert_field="last_stale_alert_at",
+		send=send_missed_backup_alert,
+		what="missed-backup",
+	)
+
+
+def _send_window_alerts(
+	now: datetime,
+	*,
+	filters: dict,
+	window_field: str,
+	window_unit_hours: int,
+	last_good_field: str,
+	last_alert_field: str,
+	send,
+	what: str,
+):
+	"""Send `send(policy)` once per window for every policy whose last good event is older than its window."""
 	for policy in frappe.get_all(
 		"Backup Policy",
-		filters={"enabled": 1, "alert_after_hours": (">", 0)},
-		fields=["name", "alert_after_hours", "last_success_at", "last_stale_alert_at", "creation"],
+		filters=filters,
+		fields=["name", window_field, last_good_field, last_alert_field, "creation"],
 	):
 		if not missed_backup_alert_due(
-			window_hours=cint(policy.alert_after_hours),
-			last_success_at=get_datetime(policy.last_success_at) if policy.last_success_at else None,
+			window_hours=window_unit_hours * cint(policy[window_field]),
+			last_success_at=get_datetime(policy[last_good_field]) if policy[last_good_field] else None,
 			watching_since=get_datetime(policy.creation),
-			last_alert_at=get_datetime(policy.last_stale_alert_at) if policy.last_stale_alert_at else None,
+			last_alert_at=get_datetime(policy[last_alert_field]) if policy[last_alert_field] else None,
 			now=now,
 		):
 			continue
 		try:
-			send_missed_backup_alert(frappe.get_doc("Backup Policy", policy.name))
+			send(frappe.get_doc("Backup Policy", policy.name))
 		except Exception:
 			frappe.db.rollback()
 			frappe.log_error(
-				title=f"Backup Manager: missed-backup alert for {policy.name} failed",
+				title=f"Backup Manager: {what} alert for {policy.name} failed",
 				reference_doctype="Backup Policy",
 				reference_name=policy.name,
 			)
 		# Recorded even when sending failed: one attempt per window, never one per tick.
-		frappe.db.set_value("Backup Policy", policy.name, "last_stale_alert_at", now, update_modified=False)
+		frappe.db.set_value("Backup Policy", policy.name, last_alert_field, now, update_modified=False)
 		frappe.db.commit()
 
 
@@ -104,39 +128,16 @@ def send_drill_failure(drill):
 
 def send_unverified_restore_alerts(now: datetime):
 	"""Tick step: alert once per window for every policy with no verified restore within its window."""
-	for policy in frappe.get_all(
-		"Backup Policy",
+	_send_window_alerts(
+		now,
 		filters={"alert_no_verified_restore_days": (">", 0)},
-		fields=[
-			"name",
-			"alert_no_verified_restore_days",
-			"last_verified_restore_at",
-			"last_drill_alert_at",
-			"creation",
-		],
-	):
-		if not missed_backup_alert_due(
-			window_hours=24 * cint(policy.alert_no_verified_restore_days),
-			last_success_at=get_datetime(policy.last_verified_restore_at)
-			if policy.last_verified_restore_at
-			else None,
-			watching_since=get_datetime(policy.creation),
-			last_alert_at=get_datetime(policy.last_drill_alert_at) if policy.last_drill_alert_at else None,
-			now=now,
-		):
-			continue
-		try:
-			send_unverified_restore_alert(frappe.get_doc("Backup Policy", policy.name))
-		except Exception:
-			frappe.db.rollback()
-			frappe.log_error(
-				title=f"Backup Manager: no-verified-restore alert for {policy.name} failed",
-				reference_doctype="Backup Policy",
-				reference_name=policy.name,
-			)
-		# Recorded even when sending failed: one attempt per window, never one per tick.
-		frappe.db.set_value("Backup Policy", policy.name, "last_drill_alert_at", now, update_modified=False)
-		frappe.db.commit()
+		window_field="alert_no_verified_restore_days",
+		window_unit_hours=24,
+		last_good_field="last_verified_restore_at",
+		last_alert_field="last_drill_alert_at",
+		send=send_unverified_restore_alert,
+		what="no-verified-restore",
+	)
 
 
 def send_unverified_restore_alert(policy):

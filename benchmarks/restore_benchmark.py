@@ -195,23 +195,7 @@ def restore_by_hand(bench_path: str, artifacts: dict[str, str], target: str) -> 
 	# A throwaway password: bench restore replaces it with the backup's Administrator password.
 	run_bench(bench_path, "new-site", target, "--admin-password", secrets.token_urlsafe(16))
 	steps["bench new-site"] = time.perf_counter() - started
-	started = time.perf_counter()
-	run_bench(
-		bench_path,
-		"--site",
-		target,
-		"restore",
-		artifacts["database"],
-		"--with-public-files",
-		artifacts["public_files"],
-		"--with-private-files",
-		artifacts["private_files"],
-	)
-	steps["bench restore (database + both file tars)"] = time.perf_counter() - started
-	started = time.perf_counter()
-	# The plan sets this too; the restored policy has backup before migrate off, so it changes nothing here.
-	run_bench(bench_path, "--site", target, "migrate", env={SKIP_MIGRATE_BACKUP_ENV: "1"})
-	steps["bench migrate"] = time.perf_counter() - started
+	steps.update(restore_same_site_by_hand(bench_path, artifacts, target))
 	return steps
 
 
@@ -650,6 +634,18 @@ def run_offsite(arguments: argparse.Namespace, bench_path: str, site: str, rows:
 			set_policy_destination(bench_path, site, None)
 
 
+def step_seconds(measurement: Measurement, title_start: str) -> float:
+	"""Seconds of the plan step whose title (after "i/n: ") starts with title_start, 0 if none."""
+	return next(
+		(
+			value
+			for name, value in measurement.steps.items()
+			if name.partition(": ")[2].startswith(title_start)
+		),
+		0.0,
+	)
+
+
 def run_dedup(arguments: argparse.Namespace, bench_path: str, site: str, rows: int, files: int) -> None:
 	"""The same restore plan from a deduplicated destination and from a whole-archive one."""
 	with s3_server(arguments.seaweed_python) as server:
@@ -690,9 +686,7 @@ def run_dedup(arguments: argparse.Namespace, bench_path: str, site: str, rows: i
 			print_steps("From the whole-archive destination", plain_runs)
 			dedup, plain = median([m.seconds for m in dedup_runs]), median([m.seconds for m in plain_runs])
 			download = [
-				median([m.steps.get(name, 0) for m in runs])
-				for runs in (dedup_runs, plain_runs)
-				for name in [next((n for n in runs[0].steps if "ownload" in n), "")]
+				median([step_seconds(m, "Download") for m in runs]) for runs in (dedup_runs, plain_runs)
 			]
 			print(
 				f"restore from deduplicated {dedup:.1f} s, from whole archives {plain:.1f} s (medians of "

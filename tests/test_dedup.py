@@ -118,6 +118,17 @@ class DedupTestCase(unittest.TestCase):
 		self.assertEqual({result.status for result in results}, {UPLOADED}, results)
 		return {result.kind: result for result in results}
 
+	def download(self, manifest: Manifest, target: str) -> Manifest:
+		"""Download a backup of this test's prefix as the disaster tool does (bucket manifest, key)."""
+		return download_backup(
+			self.backend,
+			prefix=self.prefix,
+			site=SITE,
+			backup_id=manifest.backup_id,
+			to_dir=target,
+			hmac_key=KEY,
+		)
+
 	def stored_contents(self) -> set[str]:
 		folder = layout.content_prefix(self.prefix, SITE)
 		return {layout.parse_content_key(folder, item.key) for item in self.backend.list_objects(folder)}
@@ -183,14 +194,7 @@ class TestDeduplicatedUpload(DedupTestCase):
 		self.upload(manifest, local)
 
 		target = os.path.join(self.work, "restored")
-		download_backup(
-			self.backend,
-			prefix=self.prefix,
-			site=SITE,
-			backup_id=manifest.backup_id,
-			to_dir=target,
-			hmac_key=KEY,
-		)
+		self.download(manifest, target)
 		self.assertEqual(sha256_of(os.path.join(target, "files.tar")), manifest.artifact(PUBLIC_FILES).sha256)
 		extracted = os.path.join(self.work, "extracted")
 		with tarfile.open(os.path.join(target, "files.tar")) as archive:
@@ -225,14 +229,7 @@ class TestDeduplicatedUpload(DedupTestCase):
 		self.assertEqual(len(failed), 1)
 		self.assertIn("invoice-0002.pdf", failed[0].message)
 		with self.assertRaisesRegex(StorageError, "invoice-0002.pdf"):
-			download_backup(
-				self.backend,
-				prefix=self.prefix,
-				site=SITE,
-				backup_id=manifest.backup_id,
-				to_dir=os.path.join(self.work, "r"),
-				hmac_key=KEY,
-			)
+			self.download(manifest, os.path.join(self.work, "r"))
 		self.assertFalse(os.path.exists(os.path.join(self.work, "r", "files.tar")))
 
 	def test_a_damaged_content_or_a_swapped_index_fails_the_restore_naming_it(self):
@@ -245,14 +242,7 @@ class TestDeduplicatedUpload(DedupTestCase):
 		self.backend.upload_bytes(os.urandom(4000), layout.content_key(self.prefix, SITE, damaged))
 		target = os.path.join(self.work, "r")
 		with self.assertRaisesRegex(ChecksumMismatch, "invoice-0002.pdf.*damaged"):
-			download_backup(
-				self.backend,
-				prefix=self.prefix,
-				site=SITE,
-				backup_id=manifest.backup_id,
-				to_dir=target,
-				hmac_key=KEY,
-			)
+			self.download(manifest, target)
 		# Nothing unverified is left: no archive, no partial file (the verified dump may stay).
 		self.assertEqual([name for name in os.listdir(target) if name.startswith("files.tar")], [])
 
@@ -264,14 +254,7 @@ class TestDeduplicatedUpload(DedupTestCase):
 		other_index = layout.object_key(self.prefix, SITE, other.backup_id, "files.tar.index.json.gz")
 		self.backend.upload_bytes(self.backend.read_bytes(other_index), index_key)
 		with self.assertRaisesRegex(ChecksumMismatch, "describes another archive"):
-			download_backup(
-				self.backend,
-				prefix=self.prefix,
-				site=SITE,
-				backup_id=manifest.backup_id,
-				to_dir=target,
-				hmac_key=KEY,
-			)
+			self.download(manifest, target)
 		self.assertEqual([name for name in os.listdir(target) if name.startswith("files.tar")], [])
 
 	def test_a_compressed_archive_is_uploaded_whole(self):
@@ -334,14 +317,7 @@ class TestDeduplicatedRetention(DedupTestCase):
 		)
 		self.assertEqual(self.stored_contents(), {hashes["a.txt"], hashes["c.txt"], hashes["d.txt"]})
 		target = os.path.join(self.work, "restored")
-		download_backup(
-			self.backend,
-			prefix=self.prefix,
-			site=SITE,
-			backup_id=newest.backup_id,
-			to_dir=target,
-			hmac_key=KEY,
-		)
+		self.download(newest, target)
 
 	def test_an_index_that_cannot_be_read_deletes_nothing(self):
 		self.write("a.txt", b"kept")
@@ -401,14 +377,7 @@ class TestDeduplicatedRetention(DedupTestCase):
 		self.assertEqual({result.status for result in results}, {UPLOADED})
 		self.assertEqual(built, [])
 		target = os.path.join(self.work, "restored")
-		download_backup(
-			self.backend,
-			prefix=self.prefix,
-			site=SITE,
-			backup_id=manifest.backup_id,
-			to_dir=target,
-			hmac_key=KEY,
-		)
+		self.download(manifest, target)
 		self.assertEqual(sha256_of(os.path.join(target, "files.tar")), sha256)
 
 		# An index of another archive is not trusted: the upload indexes the archive itself.

@@ -610,25 +610,7 @@ class S3Backend(StorageBackend):
 		)
 
 	def upload_bytes(self, data: bytes, key: str, *, metadata: dict[str, str] | None = None) -> UploadResult:
-		sha256 = hashlib.sha256(data).hexdigest()
-		started = time.monotonic()
-
-		def attempt() -> str:
-			self.client.put_object(
-				Bucket=self.config.bucket, Key=key, Body=data, **self._put_arguments(sha256, metadata)
-			)
-			return self._verify_stored(
-				key, len(data), sha256, LocalDigest(sha256), self.config.read_back_verify
-			)
-
-		verified_by = self._run_attempts(attempt, key)
-		return UploadResult(
-			key=key,
-			size=len(data),
-			sha256=sha256,
-			duration_seconds=time.monotonic() - started,
-			verified_by=verified_by,
-		)
+		return self._put_data(data, key, hashlib.sha256(data).hexdigest(), metadata, server_checks=False)
 
 	def upload_content(
 		self, data: bytes, key: str, *, sha256: str, metadata: dict[str, str] | None = None
@@ -638,29 +620,41 @@ class S3Backend(StorageBackend):
 		A provider that confirms the checksum in its answer has checked the stored bytes, so no
 		HEAD follows (the many small contents of a deduplicated archive would pay one each).
 		"""
-		config = self.config
-		if not config.uses_additional_checksums or config.read_back_verify:
+		if not self.config.uses_additional_checksums or self.config.read_back_verify:
 			return super().upload_content(data, key, sha256=sha256, metadata=metadata)
-		checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+		return self._put_data(data, key, sha256, metadata, server_checks=True)
+
+	def _put_data(
+		self, data: bytes, key: str, sha256: str, metadata: dict[str, str] | None, *, server_checks: bool
+	) -> UploadResult:
+		"""Put bytes in one request and verify them, retrying transient failures.
+
+		With `server_checks`, `sha256` goes as the object's checksum, so the provider checks the
+		bytes as it stores them; otherwise botocore computes the checksum (where supported).
+		"""
 		arguments = self._put_arguments(sha256, metadata)
-		arguments.pop("ChecksumAlgorithm", None)
+		checksum = ""
+		if server_checks:
+			checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+			arguments.pop("ChecksumAlgorithm", None)
+			arguments["ChecksumSHA256"] = checksum
 		started = time.monotonic()
 
 		def attempt() -> str:
 			try:
-				response = self.client.put_object(
-					Bucket=config.bucket, Key=key, Body=data, ChecksumSHA256=checksum, **arguments
-				)
+				response = self.client.put_object(Bucket=self.config.bucket, Key=key, Body=data, **arguments)
 			except ClientError as exc:
-				if _error_parts(exc)[0] in ("BadDigest", "XAmzContentSHA256Mismatch"):
+				if checksum and _error_parts(exc)[0] in ("BadDigest", "XAmzContentSHA256Mismatch"):
 					raise LocalFileChanged(
 						f"The bytes read for {key} do not have sha256 {sha256}: the local archive "
 						"changed while it was uploaded. Take a new backup."
 					) from exc
 				raise
-			if response.get("ChecksumSHA256") == checksum:
+			if checksum and response.get("ChecksumSHA256") == checksum:
 				return VERIFIED_BY_CHECKSUM
-			return self._verify_stored(key, len(data), sha256, LocalDigest(sha256), False)
+			return self._verify_stored(
+				key, len(data), sha256, LocalDigest(sha256), self.config.read_back_verify
+			)
 
 		verified_by = self._run_attempts(attempt, key)
 		return UploadResult(
