@@ -110,9 +110,9 @@ def run_bench_with_peak_rss(bench_path: str, *args: str, env: dict | None = None
 
 
 def compressor_versions() -> str:
-	"""The versions of pigz and gzip on this machine, e.g. "pigz 2.6, gzip 1.12"."""
+	"""The versions of igzip, pigz and gzip on this machine, e.g. "pigz 2.6, gzip 1.12"."""
 	versions = []
-	for program in ("pigz", "gzip"):
+	for program in ("igzip", "pigz", "gzip"):
 		path = shutil.which(program)
 		if not path:
 			versions.append(f"{program}: not installed")

@@ -66,14 +66,14 @@ def install_timers(timer: PhaseTimer) -> None:
 	timer.wrap(
 		backups.BackupGenerator,
 		"take_dump",
-		"frappe: database dump (mariadb-dump | gzip, or the policy's pigz)",
+		"frappe: database dump (mariadb-dump | gzip, or the policy's igzip or pigz)",
 	)
 	timer.wrap(backups.BackupGenerator, "backup_files", "frappe: file tars")
 	timer.wrap(backups.BackupGenerator, "copy_site_config", "frappe: site config copy")
 	timer.wrap(backups, "delete_temp_backups", "frappe: delete_temp_backups")
 	timer.wrap(local_backup, "inspect_artifact", "app: check + sha256 artifacts (parallel span)", span=True)
 	timer.wrap(local_backup, "get_installed_apps", "app: installed apps (git)")
-	timer.wrap(jobs, "find_compressor", "app: find the compressor (pigz --version)")
+	timer.wrap(jobs, "find_compressor", "app: find the compressor (its --version)")
 	timer.wrap(jobs, "upload_log", "app: uploads after the local backup (wait + manifest)")
 	timer.wrap(jobs, "record_local_backup", "app: record artifacts on the Backup Log")
 	timer.wrap(jobs, "finish_log", "app: finish log + policy status")

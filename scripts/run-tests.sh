@@ -29,9 +29,9 @@ if [ ! -x /usr/sbin/sshd ]; then
 fi
 # The SFTP tests start their own sshd on a free port; they must not skip in CI.
 export BM_REQUIRE_SSHD=1
-if ! command -v pigz >/dev/null; then
-	say "Installing pigz (policies compress with it; the tests check it stands in for gzip)"
-	apt-get install -y -q pigz >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q pigz >/dev/null; }
+if ! command -v pigz >/dev/null || ! command -v igzip >/dev/null; then
+	say "Installing pigz and isal (igzip) (policies compress with them; the tests check they stand in for gzip)"
+	apt-get install -y -q pigz isal >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q pigz isal >/dev/null; }
 fi
 
 say "Pure test environment: $VENV"

@@ -10,6 +10,7 @@ from backup_manager.core.compression import (
 	BALANCED,
 	FAST,
 	GZIP,
+	IGZIP,
 	PIGZ,
 	SMALL,
 	Compressor,
@@ -53,10 +54,45 @@ class TestLevels(unittest.TestCase):
 		with self.assertRaises(FileNotFoundError):
 			choose_compressor(FAST, pigz_path=None, gzip_path=None, cpu_count=2)
 
+	def test_igzip_serves_fast_and_balanced_on_its_own_scale_and_small_goes_to_pigz(self):
+		paths = {"igzip_path": "/usr/bin/igzip", "pigz_path": "/usr/bin/pigz", "gzip_path": "/bin/gzip"}
+		fast = choose_compressor(FAST, **paths, cpu_count=4)
+		self.assertEqual(fast.argv(), ["/usr/bin/igzip", "-1", "-T", "4"])
+		balanced = choose_compressor(None, **paths, cpu_count=4)
+		self.assertEqual((balanced.program, balanced.level), (IGZIP, 3))
+		# igzip stops at level 3: Small needs deflate's level 9.
+		small = choose_compressor(SMALL, **paths, cpu_count=4)
+		self.assertEqual(small.argv(), ["/usr/bin/pigz", "-9", "-p", "4"])
+		small_without_pigz = choose_compressor(
+			SMALL, igzip_path="/usr/bin/igzip", pigz_path=None, gzip_path="/bin/gzip", cpu_count=4
+		)
+		self.assertEqual(small_without_pigz.argv(), ["/bin/gzip", "-9"])
+
+	def test_versions_are_read_from_each_programs_banner(self):
+		folder = tempfile.mkdtemp()
+		self.addCleanup(shutil.rmtree, folder)
+		banners = {
+			"igzip": "igzip command line interface 2.30.0",
+			"pigz": "pigz 2.6",
+			"gzip": "gzip 1.12\nCopyright (C) 2018 Free Software Foundation, Inc.",
+			"silent": "",
+		}
+		for name, banner in banners.items():
+			path = os.path.join(folder, name)
+			with open(path, "w") as handle:
+				handle.write(f"#!/bin/sh\nprintf '{banner}\\n'\n")
+			os.chmod(path, 0o700)
+		self.assertEqual(compression.read_version(os.path.join(folder, "igzip")), "2.30.0")
+		self.assertEqual(compression.read_version(os.path.join(folder, "pigz")), "2.6")
+		self.assertEqual(compression.read_version(os.path.join(folder, "gzip")), "1.12")
+		self.assertEqual(compression.read_version(os.path.join(folder, "silent")), "")
+		self.assertEqual(compression.read_version(os.path.join(folder, "missing")), "")
+
 	def test_description_names_program_version_and_threads(self):
 		self.assertEqual(Compressor(PIGZ, "/p", 3, 2, "2.6").describe(), "pigz 2.6, 2 threads")
 		self.assertEqual(Compressor(PIGZ, "/p", 3, 1, "2.6").describe(), "pigz 2.6, 1 thread")
 		self.assertEqual(Compressor(GZIP, "/g", 3, 1, "1.12").describe(), "gzip 1.12")
+		self.assertEqual(Compressor(IGZIP, "/i", 3, 2, "2.30.0").describe(), "igzip 2.30.0, 2 threads")
 
 
 @unittest.skipUnless(shutil.which("gzip"), "needs gzip")
@@ -104,18 +140,43 @@ class TestGzipSwap(unittest.TestCase):
 		self.assertGreater(sizes[FAST], sizes[SMALL])
 		self.assertEqual(os.environ.get("PATH"), self.path_before)
 
-	@unittest.skipUnless(shutil.which("pigz"), "needs pigz")
-	def test_pigz_runs_with_the_level_and_threads_in_place_of_gzip(self):
-		compressor = find_compressor(BALANCED)
-		self.assertEqual(compressor.program, PIGZ)
+	def assert_runs_in_place_of_gzip(self, compressor: Compressor, thread_option: str):
 		self.assertTrue(compressor.version)
 		with compressor_as_gzip(compressor) as wrapper:
 			with open(wrapper) as handle:
 				script = handle.read()
 			swapped = self.compress_with_gzip_on_path()
-		self.assertIn(f'exec {compressor.path} -3 -p {compressor.threads} "$@"', script)
+		self.assertIn(
+			f'exec {compressor.path} -{compressor.level} {thread_option} {compressor.threads} "$@"', script
+		)
+		self.assertEqual(gzip.decompress(swapped), SAMPLE)
+		return swapped
+
+	@unittest.skipUnless(shutil.which("pigz"), "needs pigz")
+	def test_pigz_runs_with_the_level_and_threads_in_place_of_gzip(self):
+		compressor = find_compressor(SMALL)
+		self.assertEqual(compressor.program, PIGZ)
+		swapped = self.assert_runs_in_place_of_gzip(compressor, "-p")
 		direct = subprocess.run(compressor.argv(), input=SAMPLE, capture_output=True, check=True).stdout
 		self.assertEqual(swapped, direct)
+
+	@unittest.skipUnless(shutil.which("igzip"), "needs igzip (apt-get install isal)")
+	def test_igzip_runs_in_place_of_gzip_and_its_levels_differ(self):
+		def without_mtime(data: bytes) -> bytes:
+			return data[:4] + bytes(4) + data[8:]  # igzip stamps the time into the gzip header
+
+		outputs = {}
+		for setting in (FAST, BALANCED):
+			compressor = find_compressor(setting)
+			self.assertEqual(compressor.program, IGZIP)
+			swapped = self.assert_runs_in_place_of_gzip(compressor, "-T")
+			direct = subprocess.run(compressor.argv(), input=SAMPLE, capture_output=True, check=True)
+			self.assertEqual(without_mtime(swapped), without_mtime(direct.stdout))
+			outputs[setting] = without_mtime(swapped)
+			tested = subprocess.run(["gzip", "-t"], input=swapped, capture_output=True, check=False)
+			self.assertEqual(tested.returncode, 0, tested.stderr)
+		# The two levels write different streams: the level reached igzip.
+		self.assertNotEqual(outputs[FAST], outputs[BALANCED])
 
 	def test_a_path_change_made_meanwhile_is_kept(self):
 		with compressor_as_gzip(find_compressor(FAST)) as wrapper:

@@ -16,10 +16,11 @@ import pymysql
 from backup_manager.core.compression import (
 	BALANCED,
 	FAST,
-	LEVELS,
+	IGZIP,
 	SMALL,
 	WRAPPER_DIR_PREFIX,
 	Compressor,
+	find_compressor,
 	which_real,
 )
 from backup_manager.core.errors import ArtifactError
@@ -29,8 +30,13 @@ from backup_manager.tests.test_backup_run import BackupRunTestCase, run_now
 from backup_manager.tests.utils import bench_argv, make_policy, sites_path
 
 SCRATCH_SITE = "bm-compression-restore.localhost"
-# gzip header XFL byte (RFC 1952): 4 = fastest (level 1), 2 = maximum compression (level 9).
+# gzip header XFL byte (RFC 1952) as pigz and gzip write it: 4 = fastest (level 1), 2 = maximum
+# compression (level 9). igzip always writes 0.
 EXPECTED_XFL = {FAST: 4, BALANCED: 0, SMALL: 2}
+
+
+def expected_xfl(compressor: Compressor, setting: str) -> int:
+	return 0 if compressor.program == IGZIP else EXPECTED_XFL[setting]
 
 
 def command_in_sites(*argv: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -109,7 +115,7 @@ def process_tree() -> dict[int, int]:
 
 
 def descendants_running(root: int, program: str) -> list[int]:
-	"""Processes below `root` whose executable is named `program` (gzip, pigz)."""
+	"""Processes below `root` whose executable is named `program` (gzip, pigz, igzip)."""
 	parents = process_tree()
 	found = []
 	for pid in parents:
@@ -167,16 +173,19 @@ class TestCompressionSettings(BackupRunTestCase):
 			policy = make_policy(
 				f"compression {setting}", compression=setting, with_files=int(with_files), compress_files=1
 			)
+			expected = find_compressor(setting)
 			log = run_now(policy.name)
 			self.assertEqual(log.status, "Success", log.error_message)
-			self.assertEqual(log.compression_level, LEVELS[setting])
-			self.assertTrue(log.compressor.startswith(os.path.basename(which_real("pigz") or "gzip")))
+			self.assertEqual(log.compression_level, expected.level)
+			self.assertTrue(log.compressor.startswith(f"{expected.program} "), log.compressor)
+			if setting == SMALL:
+				self.assertNotEqual(expected.program, IGZIP)
 			paths = {row.kind: row.local_path for row in log.artifacts}
 			dump = paths[DATABASE]
 			gzip_test = subprocess.run(["gzip", "-t", dump], capture_output=True, text=True, check=False)
 			self.assertEqual(gzip_test.returncode, 0, gzip_test.stderr)
 			# The level reached the compressor of mariadb-dump's output (not gzip's default).
-			self.assertEqual(second_member_xfl(dump), EXPECTED_XFL[setting])
+			self.assertEqual(second_member_xfl(dump), expected_xfl(expected, setting))
 
 			if setting == FAST:
 				# The scratch site is created from the first dump by Frappe's own restore path.
@@ -240,8 +249,9 @@ class TestCompressionSettings(BackupRunTestCase):
 				stderr=subprocess.PIPE,
 				text=True,
 			)
-			pigz = wait_for_descendant(ours, "pigz" if which_real("pigz") else "gzip")
-			with open(f"/proc/{pigz}/cmdline", "rb") as handle:
+			program = find_compressor(FAST).program
+			ours_compressor = wait_for_descendant(ours, program)
+			with open(f"/proc/{ours_compressor}/cmdline", "rb") as handle:
 				self.assertIn(b"\0-1\0", handle.read(), "our run's compressor must get the Fast level")
 
 			plain = subprocess.Popen(
@@ -256,6 +266,7 @@ class TestCompressionSettings(BackupRunTestCase):
 				os.path.realpath(f"/proc/{compressor}/exe"), os.path.realpath(which_real("gzip"))
 			)
 			self.assertFalse(descendants_running(plain.pid, "pigz"))
+			self.assertFalse(descendants_running(plain.pid, IGZIP))
 			self.assertNotIn(WRAPPER_DIR_PREFIX, read_environment(compressor).get("PATH", ""))
 		finally:
 			blocker.close()  # releases the table lock
