@@ -2,7 +2,9 @@
 that SeaweedFS cannot produce (wrong region, a listing page failing halfway, bulk-delete quirks)."""
 
 import base64
+import contextlib
 import hashlib
+import http.server
 import logging
 import os
 import secrets
@@ -49,6 +51,7 @@ from backup_manager.core.storage.s3 import (
 	hash_local_file,
 	is_transient,
 )
+from backup_manager.core.storage.s3_direct import DirectRequests, FallBack
 from tests.seaweed import SeaweedServer, shared_endpoint, weed_binary
 
 GiB = 1024 * MiB
@@ -536,6 +539,89 @@ class TestObjectLock(SeaweedTestCase):
 		self.assertIsNone(backend.object_locked_until(self.key("missing")))
 
 
+class TestDirectRequests(SeaweedTestCase):
+	"""Contents and small reads go as signed single requests (core.storage.s3_direct)."""
+
+	def test_a_content_goes_direct_and_the_server_confirms_its_checksum(self):
+		backend = self.backend()
+		data = os.urandom(300_000)
+		sha256 = hashlib.sha256(data).hexdigest()
+		result = backend.upload_content(data, self.key("content"), sha256=sha256, metadata={"kind": "x"})
+		self.assertIsInstance(backend._direct, DirectRequests)
+		self.assertEqual(result.verified_by, VERIFIED_BY_CHECKSUM)
+		head = self.client.head_object(Bucket=self.bucket, Key=self.key("content"), ChecksumMode="ENABLED")
+		self.assertEqual(base64.b64decode(head["ChecksumSHA256"]).hex(), sha256)
+		self.assertEqual(head["Metadata"], {"kind": "x", "sha256": sha256})
+		self.assertEqual(backend.read_bytes(self.key("content")), data)
+
+	def test_bytes_that_are_not_the_declared_content_are_refused_and_not_stored(self):
+		backend = self.backend()
+		data = os.urandom(1000)
+		declared = hashlib.sha256(b"other bytes").hexdigest()
+		with self.assertRaises(LocalFileChanged):
+			backend.upload_content(data, self.key("content"), sha256=declared)
+		self.assertIsInstance(backend._direct, DirectRequests)
+		self.assertEqual(backend.list_objects(self.key("")), [])
+
+	def test_a_missing_object_read_directly_names_the_key(self):
+		backend = self.backend()
+		with self.assertRaises(StorageError) as caught:
+			backend.read_bytes(self.key("missing"))
+		self.assertIsInstance(backend._direct, DirectRequests)
+		self.assertIn(self.key("missing"), str(caught.exception))
+		self.assertIn("404", str(caught.exception))
+
+	def test_wrong_keys_are_refused_on_the_direct_path_too(self):
+		backend = self.backend(secret_access_key="not-the-secret-key-at-all")
+		with self.assertRaises(StorageError) as caught:
+			backend.read_bytes(self.key("anything"))
+		self.assertIsInstance(backend._direct, DirectRequests)
+		self.assertNotIn("not-the-secret-key-at-all", str(caught.exception))
+
+	def test_an_argument_without_a_direct_header_falls_back_to_the_client(self):
+		backend = self.backend()
+		with self.assertRaises(FallBack):
+			backend._direct_requests().put(self.key("x"), b"x", sha256="0" * 64, arguments={"ACL": "private"})
+		self.assertEqual(backend.list_objects(self.key("")), [])
+
+	def test_a_redirect_turns_the_direct_path_off_and_the_client_answers(self):
+		backend = get_backend(self.endpoint.storage_config(self.bucket))
+		data = b"read through the client after the redirect"
+		backend.upload_bytes(data, self.key("object"))
+		requests = backend._direct_requests()
+		# Point the direct path at a server that only redirects (as S3 does for another region).
+		with redirecting_server() as url:
+			requests.prefix = f"{url}/{self.bucket}/"
+			self.assertEqual(backend.read_bytes(self.key("object")), data)
+		self.assertIs(backend._direct, False)
+
+
+class RedirectHandler(http.server.BaseHTTPRequestHandler):
+	def do_GET(self):
+		body = b"<Error><Code>PermanentRedirect</Code><Message>Use another endpoint</Message></Error>"
+		self.send_response(301)
+		self.send_header("Content-Length", str(len(body)))
+		self.end_headers()
+		self.wfile.write(body)
+
+	do_PUT = do_GET
+
+	def log_message(self, *args):
+		pass
+
+
+@contextlib.contextmanager
+def redirecting_server():
+	server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RedirectHandler)
+	thread = threading.Thread(target=server.serve_forever, daemon=True)
+	thread.start()
+	try:
+		yield f"http://127.0.0.1:{server.server_address[1]}"
+	finally:
+		server.shutdown()
+		server.server_close()
+
+
 class TestErrorMapping(unittest.TestCase):
 	"""Errors SeaweedFS cannot produce, through botocore's Stubber (no network)."""
 
@@ -554,6 +640,8 @@ class TestErrorMapping(unittest.TestCase):
 		self.backend = get_backend(config)
 		self.stubber = Stubber(self.backend.client)
 		self.stubber.activate()
+		# The Stubber answers only calls made through the client, not the direct requests.
+		self.backend._direct = False
 		self.addCleanup(self.stubber.deactivate)
 
 	def test_a_redirect_to_another_region_names_the_region(self):

@@ -32,6 +32,7 @@ import boto3
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import (
 	BotoCoreError,
 	ClientError,
@@ -73,6 +74,7 @@ from backup_manager.core.storage import (
 	StorageBackend,
 	UploadResult,
 )
+from backup_manager.core.storage.s3_direct import DirectRequests, FallBack
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +278,8 @@ class S3Backend(StorageBackend):
 		self.config = config
 		self._client = None
 		self._client_lock = threading.Lock()
+		# Signed single requests for small objects (core.storage.s3_direct); False once refused.
+		self._direct: DirectRequests | None | bool = None
 
 	# --- client and messages -------------------------------------------------------------
 
@@ -309,6 +313,32 @@ class S3Backend(StorageBackend):
 				aws_session_token=config.session_token or None,
 				config=Config(**options),
 			)
+
+	def _direct_requests(self) -> DirectRequests | None:
+		"""The direct path for single-object PUTs and GETs, or None where it cannot serve."""
+		client = self.client
+		with self._client_lock:
+			if self._direct is None:
+				try:
+					self._direct = DirectRequests(
+						client, self.config.bucket, self._credentials(), max_attempts=self.config.max_attempts
+					)
+				except (FallBack, BotoCoreError, ValueError) as exc:
+					logger.info("Single-object requests to %s go through boto3: %s", self.describe(), exc)
+					self._direct = False
+			return self._direct or None
+
+	def _disable_direct(self, reason: BaseException) -> None:
+		logger.info("Single-object requests to %s go through boto3 from now on: %s", self.describe(), reason)
+		with self._client_lock:
+			self._direct = False
+
+	def _credentials(self):
+		config = self.config
+		if config.access_key_id and config.secret_access_key:
+			return Credentials(config.access_key_id, config.secret_access_key, config.session_token or None)
+		with _SESSION_LOCK:
+			return _shared_session().get_credentials()  # the usual chain, as the client uses
 
 	def describe(self) -> str:
 		prefix = self.config.prefix.strip("/")
@@ -642,7 +672,7 @@ class S3Backend(StorageBackend):
 
 		def attempt() -> str:
 			try:
-				response = self.client.put_object(Bucket=self.config.bucket, Key=key, Body=data, **arguments)
+				confirmed = self._put_object(key, data, sha256, arguments, direct=bool(checksum))
 			except ClientError as exc:
 				if checksum and _error_parts(exc)[0] in ("BadDigest", "XAmzContentSHA256Mismatch"):
 					raise LocalFileChanged(
@@ -650,7 +680,7 @@ class S3Backend(StorageBackend):
 						"changed while it was uploaded. Take a new backup."
 					) from exc
 				raise
-			if checksum and response.get("ChecksumSHA256") == checksum:
+			if checksum and confirmed == checksum:
 				return VERIFIED_BY_CHECKSUM
 			return self._verify_stored(
 				key, len(data), sha256, LocalDigest(sha256), self.config.read_back_verify
@@ -664,6 +694,23 @@ class S3Backend(StorageBackend):
 			duration_seconds=time.monotonic() - started,
 			verified_by=verified_by,
 		)
+
+	def _put_object(self, key: str, data: bytes, sha256: str, arguments: dict, *, direct: bool) -> str:
+		"""PUT one object; return the SHA-256 checksum the server confirmed ("" for none).
+
+		`direct`: `sha256` is the checksum the server is asked to check, so the request can go
+		on the direct path (signed with that payload hash) instead of through the client.
+		"""
+		requests = self._direct_requests() if direct else None
+		if requests is not None:
+			try:
+				return requests.put(key, data, sha256=sha256, arguments=arguments).get(
+					"x-amz-checksum-sha256", ""
+				)
+			except FallBack as exc:
+				self._disable_direct(exc)
+		response = self.client.put_object(Bucket=self.config.bucket, Key=key, Body=data, **arguments)
+		return response.get("ChecksumSHA256", "") or ""
 
 	def _run_attempts(self, attempt: Callable[[], Result], key: str) -> Result:
 		"""Run a whole upload up to upload_attempts times, aborting its multipart leftovers each time."""
@@ -864,6 +911,12 @@ class S3Backend(StorageBackend):
 
 	def read_bytes(self, key: str) -> bytes:
 		try:
+			requests = self._direct_requests()
+			if requests is not None:
+				try:
+					return requests.get(key)
+				except FallBack as exc:
+					self._disable_direct(exc)
 			return self.client.get_object(Bucket=self.config.bucket, Key=key)["Body"].read()
 		except (ClientError, BotoCoreError) as exc:
 			raise self._storage_error(exc, "read", key) from exc
