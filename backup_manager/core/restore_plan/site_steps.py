@@ -27,6 +27,14 @@ from backup_manager.core.restore_plan.program_steps import build_maintenance_ste
 from backup_manager.core.restore_plan.programs import DATABASE_SECRETS_SNIPPET, SITE_KEYS_SNIPPET
 from backup_manager.core.restore_plan.shell import run_bench_python
 
+# The shell function of the script's prelude (render.SHELL_PRELUDE) that runs a bench command
+# with igzip or pigz standing in for Frappe's `gzip -cd DUMP`.
+FAST_GUNZIP = "with_fast_gunzip "
+FAST_GUNZIP_NOTE = (
+	"Frappe reads the dump with `gzip -cd`; for that one call the plan puts igzip or pigz first on the "
+	"command's PATH when installed (the same bytes, 2-3x faster; every other gzip call is gzip's own)."
+)
+
 
 def build_site_steps(manifest: Manifest, options: RestoreOptions, paths: ResolvedPaths) -> StepsWithWarnings:
 	"""From the database secrets to the cleanup, with the warnings these steps raise."""
@@ -158,9 +166,9 @@ def build_create_site_step(options: RestoreOptions, paths: ResolvedPaths) -> Pla
 			"install that bench new-site followed by bench restore builds and then throws away. The apps "
 			"are not installed again: the dump already lists them. The database root password comes from "
 			f"{COMMON_CONFIG_PATH} (previous step); no Administrator password is needed, the dump holds it. "
-			"Its input is /dev/null, so a prompt stops it instead of waiting."
+			f"Its input is /dev/null, so a prompt stops it instead of waiting. {FAST_GUNZIP_NOTE}"
 		),
-		commands=[shlex.join([*arguments, *_get_root_flags(options)]) + " </dev/null"],
+		commands=[FAST_GUNZIP + shlex.join([*arguments, *_get_root_flags(options)]) + " </dev/null"],
 		on_failure=(
 			f"If sites/{target} was created, drop it ({_drop_site_command(target)}) and run the plan again; "
 			"otherwise fix the cause and run the plan again."
@@ -186,9 +194,10 @@ def build_restore_step(options: RestoreOptions, paths: ResolvedPaths, half_resto
 			f"Drops and re-creates the database of {target} from the dump. Its input is /dev/null, so a prompt "
 			"stops it instead of waiting: Frappe asks before restoring a backup of a newer Frappe; set "
 			f"{ENV_ALLOW_DOWNGRADE}=1 to pass --force and go on anyway. The file archives are unpacked by the "
-			"plan's own step below, not by bench restore (which first copies each archive into the site)."
+			"plan's own step below, not by bench restore (which first copies each archive into the site). "
+			+ FAST_GUNZIP_NOTE
 		),
-		commands=[shlex.join(arguments) + f" ${{{ENV_ALLOW_DOWNGRADE}:+--force}} </dev/null"],
+		commands=[FAST_GUNZIP + shlex.join(arguments) + f" ${{{ENV_ALLOW_DOWNGRADE}:+--force}} </dev/null"],
 		on_failure=half_restored,
 	)
 
@@ -207,7 +216,9 @@ def _build_partial_restore_step(
 			"create a site. It connects as the site's own database user, so no root password is needed."
 		),
 		commands=[
-			shlex.join(["bench", "--site", options.target_site, "partial-restore", database]) + " </dev/null"
+			FAST_GUNZIP
+			+ shlex.join(["bench", "--site", options.target_site, "partial-restore", database])
+			+ " </dev/null"
 		],
 		on_failure=half_restored,
 	)
