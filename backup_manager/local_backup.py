@@ -50,6 +50,8 @@ from backup_manager.manifest_key import sign
 from backup_manager.progress import watch_folder
 
 PARTIAL_SUFFIX = ".partial"
+# How often the private tar's appearance is looked for while Frappe writes the tars.
+WATCH_SECONDS = 0.05
 
 
 @dataclass
@@ -216,8 +218,19 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 							expected.get(PUBLIC_FILES, 0) + expected.get(PRIVATE_FILES, 0),
 							label=_("files"),
 						)
-					with watch_folder(
-						reporter, work_dir, skip=(generator.backup_path_db, generator.backup_path_conf)
+					public_tar = generator.backup_path_files
+					inspected: set[str] = set()
+
+					def public_tar_done() -> None:
+						# Its check and uploads start while Frappe writes the private tar.
+						inspected.add(public_tar)
+						futures.append(inspect(PUBLIC_FILES, public_tar, hand_over=True))
+
+					with (
+						watch_folder(
+							reporter, work_dir, skip=(generator.backup_path_db, generator.backup_path_conf)
+						),
+						when_created(generator.backup_path_private_files, public_tar_done),
 					):
 						generator.backup_files()
 		if request.with_files:
@@ -226,8 +239,9 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 				(PRIVATE_FILES, generator.backup_path_private_files),
 			):
 				_check_written(kind, path)
-				# Uploads of each tar start as soon as it is checked, beside the other's check.
-				futures.append(inspect(kind, path, hand_over=True))
+				if path not in inspected:
+					# Uploads of each tar start as soon as it is checked, beside the other's check.
+					futures.append(inspect(kind, path, hand_over=True))
 		if reporter:
 			written = [generator.backup_path_db, generator.backup_path_conf]
 			if request.with_files:
@@ -252,6 +266,33 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 			policy=request.policy,
 		)
 	)
+
+
+@contextlib.contextmanager
+def when_created(path: str, callback, poll_seconds: float = WATCH_SECONDS):
+	"""Call `callback` once, from a watcher thread, when `path` appears during the block.
+
+	Frappe's backup_files writes the public tar, then the private one, each with a command it
+	waits for and whose failure raises: once the private tar exists, the public one is complete.
+	The callback is not called if the path appears only after the block (or never).
+	"""
+	stop = threading.Event()
+
+	def watch() -> None:
+		while not stop.is_set():
+			if os.path.lexists(path):
+				if not stop.is_set():
+					callback()
+				return
+			stop.wait(poll_seconds)
+
+	watcher = threading.Thread(target=watch, name="backup-manager-tar-watch", daemon=True)
+	watcher.start()
+	try:
+		yield
+	finally:
+		stop.set()
+		watcher.join()
 
 
 def _check_written(kind: str, path: str) -> None:

@@ -7,6 +7,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from datetime import timedelta
 
@@ -23,7 +24,7 @@ from backup_manager.core.manifest import (
 	SITE_CONFIG,
 	Manifest,
 )
-from backup_manager.local_backup import PARTIAL_SUFFIX, get_backup_root
+from backup_manager.local_backup import PARTIAL_SUFFIX, get_backup_root, when_created
 from backup_manager.retention import apply_local_retention
 from backup_manager.tests.utils import (
 	FrappeTestCase,
@@ -294,6 +295,20 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 			cursor.execute("SELECT RELEASE_LOCK(%s)", (locks.policy_lock_name(policy.name),))
 		reaper.reap_dead_runs()
 		self.assertEqual(frappe.db.get_value("Backup Log", skipped.name, "status"), "Failed")
+
+	def test_a_running_log_with_no_live_run_does_not_block_the_next_run(self):
+		# What a same-site restore leaves: the dump was taken while this log was Running, and no
+		# process holds the policy lock. Without a scheduler no tick would ever reap it.
+		policy = make_policy("restored running log", with_files=0)
+		stale = jobs.start_run(policy=policy.name, trigger="CLI", enqueue=False)
+		frappe.db.set_value("Backup Log", stale.name, "status", "Running")
+		frappe.db.commit()
+
+		log = run_now(policy.name)
+		self.assertEqual(log.status, "Success", log.error_message)
+		stale.reload()
+		self.assertEqual(stale.status, "Failed")
+		self.assertEqual(stale.error_class, "RunDied")
 
 	def test_killed_run_is_marked_failed_on_a_later_tick(self):
 		# A large public file makes the run last long enough to kill it mid-way.
@@ -574,3 +589,34 @@ class TestRealMigrate(BackupRunTestCase):
 			"Backup Log", filters={"policy": policy.name}, pluck="status", order_by="creation asc"
 		)
 		self.assertEqual(statuses, ["Success", "Failed"])
+
+
+class TestWhenCreated(FrappeTestCase):
+	"""The public tar is handed over once Frappe starts the private one (local_backup.when_created)."""
+
+	def setUp(self):
+		self.folder = tempfile.mkdtemp(prefix="bm-when-created-")
+		self.addCleanup(shutil.rmtree, self.folder, True)
+		self.path = os.path.join(self.folder, "private-files.tar")
+		self.calls = []
+
+	def test_called_once_when_the_file_appears_during_the_block(self):
+		with when_created(self.path, lambda: self.calls.append(time.monotonic()), poll_seconds=0.01):
+			time.sleep(0.05)
+			self.assertEqual(self.calls, [])
+			with open(self.path, "w") as handle:
+				handle.write("tar")
+			deadline = time.monotonic() + 5
+			while not self.calls and time.monotonic() < deadline:
+				time.sleep(0.01)
+			self.assertEqual(len(self.calls), 1, "called while the block still runs")
+			time.sleep(0.05)
+		self.assertEqual(len(self.calls), 1)
+
+	def test_not_called_when_the_file_never_appears_or_appears_after_the_block(self):
+		with when_created(self.path, lambda: self.calls.append(1), poll_seconds=0.01):
+			time.sleep(0.05)
+		with open(self.path, "w") as handle:
+			handle.write("tar")
+		time.sleep(0.05)
+		self.assertEqual(self.calls, [])
