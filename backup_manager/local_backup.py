@@ -46,6 +46,7 @@ from backup_manager.core.manifest import (
 )
 from backup_manager.core.private_files import FOLDER_MODE, restrict_tree
 from backup_manager.core.progress import ProgressReporter
+from backup_manager.core.threads import thread_during_block
 from backup_manager.manifest_key import sign
 from backup_manager.progress import watch_folder
 
@@ -62,7 +63,7 @@ class BackupRequest:
 	compress_files: bool = False
 	include_doctypes: list[str] = field(default_factory=list)
 	exclude_doctypes: list[str] = field(default_factory=list)
-	# None: pigz or gzip at the default level (core.compression.find_compressor).
+	# None: igzip, pigz or gzip at the default level (core.compression.find_compressor).
 	compressor: Compressor | None = None
 	# The previous backup's artifact sizes by kind: the progress estimate while the new one is written.
 	expected_sizes: dict[str, int] = field(default_factory=dict)
@@ -276,9 +277,8 @@ def when_created(path: str, callback, poll_seconds: float = WATCH_SECONDS):
 	waits for and whose failure raises: once the private tar exists, the public one is complete.
 	The callback is not called if the path appears only after the block (or never).
 	"""
-	stop = threading.Event()
 
-	def watch() -> None:
+	def watch(stop: threading.Event) -> None:
 		while not stop.is_set():
 			if os.path.lexists(path):
 				if not stop.is_set():
@@ -286,13 +286,8 @@ def when_created(path: str, callback, poll_seconds: float = WATCH_SECONDS):
 				return
 			stop.wait(poll_seconds)
 
-	watcher = threading.Thread(target=watch, name="backup-manager-tar-watch", daemon=True)
-	watcher.start()
-	try:
+	with thread_during_block(watch, name="backup-manager-tar-watch"):
 		yield
-	finally:
-		stop.set()
-		watcher.join()
 
 
 def _check_written(kind: str, path: str) -> None:

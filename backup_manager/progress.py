@@ -22,6 +22,7 @@ from frappe.realtime import get_doc_room
 from frappe.utils.background_jobs import get_redis_connection_without_auth
 
 from backup_manager.core.progress import ProgressReporter, Snapshot
+from backup_manager.core.threads import thread_during_block
 
 EVENT = "backup_manager_progress"
 STORE_TTL_SECONDS = 24 * 60 * 60
@@ -98,17 +99,13 @@ def watch_folder(reporter: ProgressReporter | None, path: str, skip: tuple[str, 
 	if reporter is None:
 		yield
 		return
-	stop = threading.Event()
 
-	def poll():
+	def poll(stop: threading.Event) -> None:
 		while not stop.wait(POLL_SECONDS):
 			reporter.set_done(folder_size(path, skip))
 
-	poller = threading.Thread(target=poll, name="backup-manager-progress", daemon=True)
-	poller.start()
 	try:
-		yield
+		with thread_during_block(poll, name="backup-manager-progress"):
+			yield
 	finally:
-		stop.set()
-		poller.join()
 		reporter.set_done(folder_size(path, skip))

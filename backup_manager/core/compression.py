@@ -1,7 +1,7 @@
 """The gzip compressor of a backup run: igzip or pigz on every core when installed, gzip otherwise.
 
 For Fast and Balanced a run prefers igzip (Intel ISA-L, Debian package `isal`): its levels 1 and 3
-write standard gzip within ~2% of pigz -3's size on a Frappe dump with a fifth of pigz's CPU, and
+write standard gzip within ~2% of pigz -3's size on a Frappe dump with half of pigz's CPU, and
 a tenth on random-looking text (benchmarks/README.md). Small needs deflate's higher levels, which
 igzip does not have (its levels run 0-3), so it uses pigz -9, or gzip -9.
 
