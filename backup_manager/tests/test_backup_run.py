@@ -26,6 +26,7 @@ from backup_manager.core.manifest import (
 )
 from backup_manager.local_backup import PARTIAL_SUFFIX, get_backup_root, when_created
 from backup_manager.retention import apply_local_retention
+from backup_manager.run_log import save_log
 from backup_manager.tests.utils import (
 	FrappeTestCase,
 	backup_dirs_on_disk,
@@ -309,6 +310,29 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 		stale.reload()
 		self.assertEqual(stale.status, "Failed")
 		self.assertEqual(stale.error_class, "RunDied")
+
+	def test_sizes_above_2_gib_are_stored(self):
+		# Int columns stop at 2**31 - 1: a 2.7 GB backup once failed to save its log.
+		log = run_now(make_policy("large sizes", with_files=0).name)
+		self.assertEqual(log.status, "Success", log.error_message)
+		log.total_size = 5 * 1024**3 + 1
+		log.artifacts[0].size = 3 * 1024**3 + 7
+		log.append(
+			"uploads",
+			{
+				"kind": "database",
+				"status": "Uploaded",
+				"bytes": 4 * 1024**3,
+				"represented_bytes": 6 * 1024**3,
+			},
+		)
+		save_log(log)
+		stored = frappe.get_doc("Backup Log", log.name)
+		self.assertEqual(stored.total_size, 5 * 1024**3 + 1)
+		self.assertEqual(stored.artifacts[0].size, 3 * 1024**3 + 7)
+		self.assertEqual(
+			(stored.uploads[0].bytes, stored.uploads[0].represented_bytes), (4 * 1024**3, 6 * 1024**3)
+		)
 
 	def test_killed_run_is_marked_failed_on_a_later_tick(self):
 		# A large public file makes the run last long enough to kill it mid-way.
