@@ -30,6 +30,11 @@ SAMPLE = b"".join(
 )
 
 
+def without_mtime(data: bytes) -> bytes:
+	"""A gzip stream with its header's MTIME zeroed: pigz and igzip stamp the time when reading stdin."""
+	return data[:4] + bytes(4) + data[8:]
+
+
 class TestLevels(unittest.TestCase):
 	def test_each_setting_has_its_level_and_empty_means_the_default(self):
 		self.assertEqual(compression_level(FAST), 1)
@@ -158,13 +163,10 @@ class TestGzipSwap(unittest.TestCase):
 		self.assertEqual(compressor.program, PIGZ)
 		swapped = self.assert_runs_in_place_of_gzip(compressor, "-p")
 		direct = subprocess.run(compressor.argv(), input=SAMPLE, capture_output=True, check=True).stdout
-		self.assertEqual(swapped, direct)
+		self.assertEqual(without_mtime(swapped), without_mtime(direct))
 
 	@unittest.skipUnless(shutil.which("igzip"), "needs igzip (apt-get install isal)")
 	def test_igzip_runs_in_place_of_gzip_and_its_levels_differ(self):
-		def without_mtime(data: bytes) -> bytes:
-			return data[:4] + bytes(4) + data[8:]  # igzip stamps the time into the gzip header
-
 		outputs = {}
 		for setting in (FAST, BALANCED):
 			compressor = find_compressor(setting)
