@@ -532,6 +532,19 @@ class TestObjectLock(SeaweedTestCase):
 				Bucket=bucket, Key="site/20260101T000000Z-BL-1/db.sql.gz", VersionId=head["VersionId"]
 			)
 
+	def test_a_content_sent_directly_is_locked_too(self):
+		bucket = self.endpoint.create_bucket(object_lock=True)
+		backend = get_backend(self.endpoint.storage_config(bucket, object_lock_days=2))
+		data = os.urandom(5000)
+		result = backend.upload_content(data, "site/contents/ab/c", sha256=hashlib.sha256(data).hexdigest())
+		self.assertIsInstance(backend._direct, DirectRequests)
+		self.assertEqual(result.verified_by, VERIFIED_BY_CHECKSUM)
+		locked_until = backend.object_locked_until("site/contents/ab/c")
+		expected = datetime.now(timezone.utc) + timedelta(days=2)
+		self.assertLess(abs((locked_until - expected).total_seconds()), 300)
+		head = self.client.head_object(Bucket=bucket, Key="site/contents/ab/c")
+		self.assertEqual(head["ObjectLockMode"], OBJECT_LOCK_MODE)
+
 	def test_an_unlocked_object_has_no_lock_date(self):
 		backend = self.backend()
 		backend.upload_bytes(b"x", self.key("free"))
@@ -571,11 +584,13 @@ class TestDirectRequests(SeaweedTestCase):
 		self.assertIn(self.key("missing"), str(caught.exception))
 		self.assertIn("404", str(caught.exception))
 
-	def test_wrong_keys_are_refused_on_the_direct_path_too(self):
+	def test_wrong_keys_are_refused_and_reported_by_the_client(self):
 		backend = self.backend(secret_access_key="not-the-secret-key-at-all")
 		with self.assertRaises(StorageError) as caught:
 			backend.read_bytes(self.key("anything"))
-		self.assertIsInstance(backend._direct, DirectRequests)
+		# The direct path hands any refusal but a missing object to the client, which reports it.
+		self.assertIs(backend._direct, False)
+		self.assertIn("403", str(caught.exception))
 		self.assertNotIn("not-the-secret-key-at-all", str(caught.exception))
 
 	def test_an_argument_without_a_direct_header_falls_back_to_the_client(self):

@@ -12,7 +12,8 @@ hooks, XML parsing), under the GIL, which is most of the cost of storing or fetc
   same checksum and confirm it: a body that differs is refused.
 
 Anything this path does not expect (a redirect to another region, a header the server does not
-take) raises FallBack: the backend turns the direct path off and makes the call with the client.
+take, any refusal but a missing object or mismatching bytes) raises FallBack: the backend turns
+the direct path off and makes the call with the client, which reports a real error itself.
 Error bodies come from an untrusted server: only a short error code is taken from them, by a
 bounded pattern, never parsed as XML.
 """
@@ -41,6 +42,11 @@ FALLBACK_CODES = {
 	"InvalidRequest",
 }
 FALLBACK_STATUSES = {301, 302, 307, 308}
+# The only 4xx answers the direct path reports itself: a missing object, bytes the server refused
+# for not matching their checksum, throttling. Any other refusal (a signature or header the
+# provider reads otherwise than the client sends it, a policy) is tried again through the client,
+# which reports it if it is real: wrong keys fail there too.
+DIRECT_4XX_CODES = {"NoSuchKey", "BadDigest", "XAmzContentSHA256Mismatch", "SlowDown", "RequestTimeout"}
 ERROR_BODY_LIMIT = 64 * 1024
 ERROR_CODE_PATTERN = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 ERROR_MESSAGE_PATTERN = re.compile(rb"<Message>([^<]{0,300})</Message>")
@@ -145,7 +151,8 @@ class DirectRequests:
 			return response
 		text = _error_body(response)
 		code = _first(ERROR_CODE_PATTERN, text) or str(status)
-		if status in FALLBACK_STATUSES or code in FALLBACK_CODES:
+		refused = 400 <= status < 500 and status not in (404, 408, 429) and code not in DIRECT_4XX_CODES
+		if status in FALLBACK_STATUSES or code in FALLBACK_CODES or refused:
 			raise FallBack(f"{operation} answered {status} {code}")
 		raise ClientError(
 			{
