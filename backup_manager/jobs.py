@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import frappe
 from frappe import _
-from frappe.utils import get_datetime, now_datetime
+from frappe.utils import now_datetime
 
 from backup_manager.core.compression import find_compressor
 from backup_manager.drills import enqueue_due_drills, reap_dead_drills
@@ -23,10 +23,9 @@ from backup_manager.notifications import (
 )
 from backup_manager.offsite import get_policy_destinations, retry_due_uploads, start_uploads, upload_log
 from backup_manager.progress import make_reporter
-from backup_manager.reaper import fail_dead_run, reap_dead_runs, why_run_is_dead
+from backup_manager.reaper import reap_dead_runs
 from backup_manager.retention import apply_local_retention
 from backup_manager.run_log import (
-	ACTIVE_STATUSES,
 	SLOT_WAIT_ALLOWANCE_SECONDS,
 	WAITING_FOR_SLOT,
 	estimate_job_timeout,
@@ -95,7 +94,7 @@ def start_run(*, policy: str, trigger: str, enqueue: bool = True):
 	backup was taken while that log ran) is failed first, as the next scheduler tick would: a bench
 	without a scheduler would otherwise skip every run of the policy.
 	"""
-	active = live_active_runs(policy)
+	active = reap_dead_runs(policy=policy)
 	log = frappe.new_doc("Backup Log")
 	log.update({"policy": policy, "trigger": trigger, "site": frappe.local.site, "queued_at": now_datetime()})
 	if active or is_policy_locked(policy):
@@ -121,24 +120,6 @@ def start_run(*, policy: str, trigger: str, enqueue: bool = True):
 			backup_log=log.name,
 		)
 	return log
-
-
-def live_active_runs(policy: str) -> list[str]:
-	"""The policy's active logs, after failing those whose process is gone (reaper.why_run_is_dead)."""
-	now = now_datetime()
-	live = []
-	for name, status, queued_at in frappe.get_all(
-		"Backup Log",
-		filters={"policy": policy, "status": ("in", ACTIVE_STATUSES)},
-		fields=["name", "status", "queued_at"],
-		as_list=True,
-	):
-		reason = why_run_is_dead(name, policy, status, get_datetime(queued_at), now)
-		if reason:
-			fail_dead_run(frappe.get_doc("Backup Log", name), reason, now)
-		else:
-			live.append(name)
-	return live
 
 
 def run_backup_job(backup_log: str):

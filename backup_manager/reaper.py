@@ -22,18 +22,25 @@ from backup_manager.run_log import ACTIVE_STATUSES, WAITING_FOR_SLOT, finish_log
 LOST_QUEUED_RUN_MINUTES = 30
 
 
-def reap_dead_runs(now: datetime | None = None):
-	"""Fail runs whose process died: Running or Waiting without the policy lock, or Queued with no RQ job."""
+def reap_dead_runs(now: datetime | None = None, *, policy: str | None = None) -> list[str]:
+	"""Fail runs whose process died: Running or Waiting without the policy lock, or Queued with no RQ job.
+
+	Every policy's runs, or only `policy`'s; returns the active runs left (those that may be alive).
+	"""
 	now = now or now_datetime()
-	for log_name, policy, status, queued_at in frappe.get_all(
-		"Backup Log",
-		filters={"status": ("in", ACTIVE_STATUSES)},
-		fields=["name", "policy", "status", "queued_at"],
-		as_list=True,
+	filters = {"status": ("in", ACTIVE_STATUSES)}
+	if policy:
+		filters["policy"] = policy
+	live = []
+	for log_name, log_policy, status, queued_at in frappe.get_all(
+		"Backup Log", filters=filters, fields=["name", "policy", "status", "queued_at"], as_list=True
 	):
-		reason = why_run_is_dead(log_name, policy, status, get_datetime(queued_at), now)
+		reason = why_run_is_dead(log_name, log_policy, status, get_datetime(queued_at), now)
 		if reason:
 			fail_dead_run(frappe.get_doc("Backup Log", log_name), reason, now)
+		else:
+			live.append(log_name)
+	return live
 
 
 def why_run_is_dead(log_name: str, policy: str, status: str, queued_at: datetime, now: datetime) -> str:

@@ -597,41 +597,56 @@ def run_local(arguments: argparse.Namespace, bench_path: str, site: str, rows: i
 		)
 
 
-def run_offsite(arguments: argparse.Namespace, bench_path: str, site: str, rows: int, files: int) -> None:
+@contextlib.contextmanager
+def uploaded_backup(arguments: argparse.Namespace, bench_path: str, site: str, destinations: str, what: str):
+	"""A fresh bucket on a local SeaweedFS, the policy sending to `destinations`, and one backup
+	uploaded to them. Yields (server, backup log, the plan's download folder, the plan's environment)."""
 	with s3_server(arguments.seaweed_python) as server:
 		server.bucket = "bm-bench-" + secrets.token_hex(4)
 		get_s3_client(server).create_bucket(Bucket=server.bucket)
-		set_policy_destination(bench_path, site, server)
+		set_policy_destination(bench_path, site, server, destinations)
 		try:
-			log = take_backup(bench_path, site, f"uploaded to {server.endpoint_url}")
-			if log["status"] != "Success" or any(
-				row["status"] != "Uploaded" for row in log.get("uploads", [])
+			log = take_backup(bench_path, site, f"{what} {server.endpoint_url}")
+			uploads = log.get("uploads", [])
+			if (
+				log["status"] != "Success"
+				or not uploads
+				or any(row["status"] != "Uploaded" for row in uploads)
 			):
 				raise StepFailed(f"Backup {log['name']} did not upload: status {log['status']}")
-			prefix = f"bm-bench/{site}/{log['backup_id']}/"
-			file_kinds = {row["file_name"]: row["kind"] for row in log["artifacts"]}
 			download_dir = os.path.join(bench_path, DOWNLOAD_FOLDER, log["backup_id"])
-			keys = offsite_environment(bench_path, site, server)
-			measurements, waited = run_rounds(
-				bench_path,
-				arguments.rounds,
-				lambda target: restore_with_plan(
-					bench_path, site, log["name"], target, ("--from-destination", DESTINATION), keys
-				),
-				lambda target: restore_by_hand_offsite(bench_path, server, prefix, file_kinds, target),
-				rows,
-				files,
-				# The plan keeps what it downloaded (bench/backup-restore/<backup id>); the next round downloads again.
-				after_each=lambda: shutil.rmtree(download_dir, ignore_errors=True),
-			)
-			print_report(
-				f"Restore from S3 ({server.endpoint_url}, loopback)",
-				measurements,
-				"boto3 download + new-site + restore + migrate",
-				waited,
-			)
+			yield server, log, download_dir, offsite_environment(bench_path, site, server)
 		finally:
 			set_policy_destination(bench_path, site, None)
+
+
+def run_offsite(arguments: argparse.Namespace, bench_path: str, site: str, rows: int, files: int) -> None:
+	with uploaded_backup(arguments, bench_path, site, DESTINATION, "uploaded to") as (
+		server,
+		log,
+		download_dir,
+		keys,
+	):
+		prefix = f"bm-bench/{site}/{log['backup_id']}/"
+		file_kinds = {row["file_name"]: row["kind"] for row in log["artifacts"]}
+		measurements, waited = run_rounds(
+			bench_path,
+			arguments.rounds,
+			lambda target: restore_with_plan(
+				bench_path, site, log["name"], target, ("--from-destination", DESTINATION), keys
+			),
+			lambda target: restore_by_hand_offsite(bench_path, server, prefix, file_kinds, target),
+			rows,
+			files,
+			# The plan keeps what it downloaded (bench/backup-restore/<backup id>); the next round downloads again.
+			after_each=lambda: shutil.rmtree(download_dir, ignore_errors=True),
+		)
+		print_report(
+			f"Restore from S3 ({server.endpoint_url}, loopback)",
+			measurements,
+			"boto3 download + new-site + restore + migrate",
+			waited,
+		)
 
 
 def step_seconds(measurement: Measurement, title_start: str) -> float:
@@ -648,55 +663,41 @@ def step_seconds(measurement: Measurement, title_start: str) -> float:
 
 def run_dedup(arguments: argparse.Namespace, bench_path: str, site: str, rows: int, files: int) -> None:
 	"""The same restore plan from a deduplicated destination and from a whole-archive one."""
-	with s3_server(arguments.seaweed_python) as server:
-		server.bucket = "bm-bench-" + secrets.token_hex(4)
-		get_s3_client(server).create_bucket(Bucket=server.bucket)
-		set_policy_destination(bench_path, site, server, f"{DESTINATION},{DEDUP_DESTINATION}")
-		try:
-			log = take_backup(bench_path, site, f"uploaded whole and deduplicated to {server.endpoint_url}")
-			uploads = log.get("uploads", [])
-			if (
-				log["status"] != "Success"
-				or not uploads
-				or any(row["status"] != "Uploaded" for row in uploads)
-			):
-				raise StepFailed(f"Backup {log['name']} did not upload: status {log['status']}")
-			download_dir = os.path.join(bench_path, DOWNLOAD_FOLDER, log["backup_id"])
-			keys = offsite_environment(bench_path, site, server)
-			# run_rounds' "plan" side restores from the deduplicated destination, "hand" from the plain one.
-			measurements, waited = run_rounds(
-				bench_path,
-				arguments.rounds,
-				lambda target: restore_with_plan(
-					bench_path, site, log["name"], target, ("--from-destination", DEDUP_DESTINATION), keys
-				),
-				lambda target: restore_with_plan(
-					bench_path, site, log["name"], target, ("--from-destination", DESTINATION), keys
-				),
-				rows,
-				files,
-				after_each=lambda: shutil.rmtree(download_dir, ignore_errors=True),
-			)
-			dedup_runs = [m for m in measurements if m.label == "plan"]
-			plain_runs = [m for m in measurements if m.label == "hand"]
-			print(
-				"\n===== New-site restore through the plan: deduplicated destination vs whole archives ====="
-			)
-			print_steps("From the deduplicated destination", dedup_runs)
-			print_steps("From the whole-archive destination", plain_runs)
-			dedup, plain = median([m.seconds for m in dedup_runs]), median([m.seconds for m in plain_runs])
-			download = [
-				median([step_seconds(m, "Download") for m in runs]) for runs in (dedup_runs, plain_runs)
-			]
-			print(
-				f"restore from deduplicated {dedup:.1f} s, from whole archives {plain:.1f} s (medians of "
-				f"{len(dedup_runs)}): ratio {dedup / plain:.2f} (goal <= 1.2); download step "
-				f"{download[0]:.1f} s against {download[1]:.1f} s"
-			)
-			if waited:
-				print(f"(Waited {waited:.0f} s, untimed, for another restore plan on this bench to finish.)")
-		finally:
-			set_policy_destination(bench_path, site, None)
+	destinations = f"{DESTINATION},{DEDUP_DESTINATION}"
+	with uploaded_backup(arguments, bench_path, site, destinations, "uploaded whole and deduplicated to") as (
+		_server,
+		log,
+		download_dir,
+		keys,
+	):
+		# run_rounds' "plan" side restores from the deduplicated destination, "hand" from the plain one.
+		measurements, waited = run_rounds(
+			bench_path,
+			arguments.rounds,
+			lambda target: restore_with_plan(
+				bench_path, site, log["name"], target, ("--from-destination", DEDUP_DESTINATION), keys
+			),
+			lambda target: restore_with_plan(
+				bench_path, site, log["name"], target, ("--from-destination", DESTINATION), keys
+			),
+			rows,
+			files,
+			after_each=lambda: shutil.rmtree(download_dir, ignore_errors=True),
+		)
+	dedup_runs = [m for m in measurements if m.label == "plan"]
+	plain_runs = [m for m in measurements if m.label == "hand"]
+	print("\n===== New-site restore through the plan: deduplicated destination vs whole archives =====")
+	print_steps("From the deduplicated destination", dedup_runs)
+	print_steps("From the whole-archive destination", plain_runs)
+	dedup, plain = median([m.seconds for m in dedup_runs]), median([m.seconds for m in plain_runs])
+	download = [median([step_seconds(m, "Download") for m in runs]) for runs in (dedup_runs, plain_runs)]
+	print(
+		f"restore from deduplicated {dedup:.1f} s, from whole archives {plain:.1f} s (medians of "
+		f"{len(dedup_runs)}): ratio {dedup / plain:.2f} (goal <= 1.2); download step "
+		f"{download[0]:.1f} s against {download[1]:.1f} s"
+	)
+	if waited:
+		print(f"(Waited {waited:.0f} s, untimed, for another restore plan on this bench to finish.)")
 
 
 if __name__ == "__main__":

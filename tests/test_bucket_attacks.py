@@ -144,19 +144,10 @@ class TestForgedManifests(BucketAttackTestCase):
 		target = os.path.join(self.directory, "restore")
 
 		with self.assertRaises(ManifestNotAuthentic) as caught:
-			download_backup(
-				self.backend, prefix=self.prefix, site=SITE, backup_id=other_id, to_dir=target, hmac_key=KEY
-			)
+			self.download(other_id, target)
 		self.assertIn(f"it names the backup '{real.backup_id}', not '{other_id}'", str(caught.exception))
 		with self.assertRaises(ManifestNotAuthentic) as caught:
-			download_backup(
-				self.backend,
-				prefix=self.prefix,
-				site=SITE,
-				backup_id=other_site.backup_id,
-				to_dir=target,
-				hmac_key=KEY,
-			)
+			self.download(other_site.backup_id, target)
 		self.assertIn(f"it names the site 'other.example.com', not '{SITE}'", str(caught.exception))
 		self.assertFalse(os.path.exists(target))
 
@@ -172,14 +163,7 @@ class TestForgedManifests(BucketAttackTestCase):
 		target = os.path.join(self.directory, "restore")
 
 		with self.assertRaises(ManifestNotAuthentic):
-			download_backup(
-				self.backend,
-				prefix=self.prefix,
-				site=SITE,
-				backup_id=manifest.backup_id,
-				to_dir=target,
-				hmac_key=KEY,
-			)
+			self.download(manifest.backup_id, target)
 		self.assertFalse(os.path.exists(target))
 		# With the site's own record (the Backup Log's manifest), the swapped file is caught by its sha256.
 		with self.assertRaises(ChecksumMismatch) as caught:
@@ -329,14 +313,7 @@ class TestFilesOnDisk(BucketAttackTestCase):
 	def test_downloads_create_a_private_folder_and_private_files(self):
 		manifest = self.upload(backup_id_for(NOW, 1))
 		target = os.path.join(self.directory, "new", "restore")
-		download_backup(
-			self.backend,
-			prefix=self.prefix,
-			site=SITE,
-			backup_id=manifest.backup_id,
-			to_dir=target,
-			hmac_key=KEY,
-		)
+		self.download(manifest.backup_id, target)
 		self.assertEqual(stat.S_IMODE(os.stat(target).st_mode), 0o700)
 		for name in os.listdir(target):
 			self.assertEqual(stat.S_IMODE(os.stat(os.path.join(target, name)).st_mode), 0o600, name)
@@ -351,14 +328,7 @@ class TestFilesOnDisk(BucketAttackTestCase):
 		os.symlink(victim, os.path.join(target, "database.sql.gz.part"))
 
 		with self.assertRaises(UnsafePath) as caught:
-			download_backup(
-				self.backend,
-				prefix=self.prefix,
-				site=SITE,
-				backup_id=manifest.backup_id,
-				to_dir=target,
-				hmac_key=KEY,
-			)
+			self.download(manifest.backup_id, target)
 		self.assertIn("database.sql.gz.part already exists and is a symlink", str(caught.exception))
 		with open(victim) as handle:
 			self.assertEqual(handle.read(), "original\n")
@@ -384,14 +354,7 @@ class TestFilesOnDisk(BucketAttackTestCase):
 		os.mkdir(target, 0o700)
 		os.chown(target, 65534, 65534)
 		with self.assertRaises(UnsafePath) as caught:
-			download_backup(
-				self.backend,
-				prefix=self.prefix,
-				site=SITE,
-				backup_id=manifest.backup_id,
-				to_dir=target,
-				hmac_key=KEY,
-			)
+			self.download(manifest.backup_id, target)
 		self.assertIn("belongs to another user (uid 65534)", str(caught.exception))
 		self.assertEqual(os.listdir(target), [])
 

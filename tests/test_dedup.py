@@ -21,7 +21,6 @@ from backup_manager.core.offsite import (
 	UPLOADED,
 	BackupUpload,
 	apply_offsite_retention,
-	download_backup,
 	list_remote_backups,
 	upload_backup,
 	verify_remote_backup,
@@ -29,7 +28,7 @@ from backup_manager.core.offsite import (
 from backup_manager.core.retention import RetentionRules
 from backup_manager.core.storage import get_backend
 from tests.seaweed import shared_endpoint
-from tests.test_offsite import KEY, NOW, SITE, backup_id_for
+from tests.test_offsite import KEY, NOW, SITE, backup_id_for, signed_download
 
 CONTENT = "/files/sha256/"
 
@@ -120,14 +119,7 @@ class DedupTestCase(unittest.TestCase):
 
 	def download(self, manifest: Manifest, target: str) -> Manifest:
 		"""Download a backup of this test's prefix as the disaster tool does (bucket manifest, key)."""
-		return download_backup(
-			self.backend,
-			prefix=self.prefix,
-			site=SITE,
-			backup_id=manifest.backup_id,
-			to_dir=target,
-			hmac_key=KEY,
-		)
+		return signed_download(self.backend, self.prefix, manifest.backup_id, target)
 
 	def stored_contents(self) -> set[str]:
 		folder = layout.content_prefix(self.prefix, SITE)

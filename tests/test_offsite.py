@@ -90,6 +90,13 @@ def make_backup(
 	return sign_manifest(manifest, key) if key else manifest
 
 
+def signed_download(backend, prefix: str, backup_id: str, target: str) -> Manifest:
+	"""Download a backup as the disaster tool does: the bucket's manifest, checked with the site's key."""
+	return download_backup(
+		backend, prefix=prefix, site=SITE, backup_id=backup_id, to_dir=target, hmac_key=KEY
+	)
+
+
 class RecordingBackend:
 	"""Wraps a real backend, recording calls, and failing the operations a test names."""
 
@@ -139,6 +146,9 @@ class OffsiteTestCase(unittest.TestCase):
 
 	def keys(self) -> list[str]:
 		return sorted(item.key for item in self.backend.list_objects(f"{self.prefix}/"))
+
+	def download(self, backup_id: str, target: str) -> Manifest:
+		return signed_download(self.backend, self.prefix, backup_id, target)
 
 
 class TestUploadBackup(OffsiteTestCase):
@@ -509,14 +519,7 @@ class TestDownloadBackup(OffsiteTestCase):
 	def test_round_trip_gives_the_same_bytes_and_the_manifest(self):
 		manifest = self.upload(backup_id_for(NOW, 1), sizes={DATABASE: 12 * MiB, PUBLIC_FILES: 4000})
 		target = os.path.join(self.directory, "restore")
-		downloaded = download_backup(
-			self.backend,
-			prefix=self.prefix,
-			site=SITE,
-			backup_id=manifest.backup_id,
-			to_dir=target,
-			hmac_key=KEY,
-		)
+		downloaded = self.download(manifest.backup_id, target)
 		self.assertEqual(downloaded, manifest)
 		self.assertEqual(sorted(os.listdir(target)), ["database.sql.gz", "files.tar", "manifest.json"])
 		for artifact in manifest.artifacts:
@@ -529,14 +532,7 @@ class TestDownloadBackup(OffsiteTestCase):
 		self.client.put_object(Bucket=self.bucket, Key=database_key, Body=os.urandom(3000))
 		target = os.path.join(self.directory, "restore")
 		with self.assertRaises(ChecksumMismatch) as caught:
-			download_backup(
-				self.backend,
-				prefix=self.prefix,
-				site=SITE,
-				backup_id=manifest.backup_id,
-				to_dir=target,
-				hmac_key=KEY,
-			)
+			self.download(manifest.backup_id, target)
 		self.assertIn("database.sql.gz", str(caught.exception))
 		self.assertEqual(os.listdir(target), [])
 
@@ -565,9 +561,7 @@ class TestDownloadBackup(OffsiteTestCase):
 		)
 		target = os.path.join(self.directory, "restore")
 		with self.assertRaises(ArtifactError):
-			download_backup(
-				self.backend, prefix=self.prefix, site=SITE, backup_id=backup_id, to_dir=target, hmac_key=KEY
-			)
+			self.download(backup_id, target)
 		self.assertFalse(os.path.exists(os.path.join(self.directory, "escape.sql.gz")))
 
 

@@ -26,7 +26,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backup_manager.core.errors import InvalidPolicy
 
@@ -120,13 +120,7 @@ def find_compressor(setting: str | None) -> Compressor:
 		gzip_path=which_real(GZIP),
 		cpu_count=usable_cpu_count(),
 	)
-	return Compressor(
-		compressor.program,
-		compressor.path,
-		compressor.level,
-		compressor.threads,
-		read_version(compressor.path),
-	)
+	return replace(compressor, version=read_version(compressor.path))
 
 
 def which_real(program: str) -> str | None:

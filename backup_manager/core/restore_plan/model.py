@@ -16,13 +16,13 @@ class OffsiteSource:
 	"""Where to download from when the files are not on this server."""
 
 	destination_name: str
-	endpoint_url: str
-	region: str
-	bucket: str
 	prefix: str
-	addressing_style: str = "auto"
-	# "S3-compatible" (the fields above), "SFTP" or "Folder" (the fields below).
+	# "S3-compatible" (the next four fields), "SFTP" or "Folder" (the fields after them).
 	storage_type: str = "S3-compatible"
+	endpoint_url: str = ""
+	region: str = ""
+	bucket: str = ""
+	addressing_style: str = "auto"
 	sftp_host: str = ""
 	sftp_port: int = 22
 	sftp_username: str = ""
@@ -45,9 +45,6 @@ class OffsiteSource:
 		if isinstance(config, SFTPConfig):
 			return cls(
 				destination_name=destination_name,
-				endpoint_url="",
-				region="",
-				bucket="",
 				prefix=prefix,
 				storage_type=STORAGE_SFTP,
 				sftp_host=config.host,
@@ -59,9 +56,6 @@ class OffsiteSource:
 		if isinstance(config, FolderConfig):
 			return cls(
 				destination_name=destination_name,
-				endpoint_url="",
-				region="",
-				bucket="",
 				prefix=prefix,
 				storage_type=STORAGE_FOLDER,
 				folder_path=config.path,
