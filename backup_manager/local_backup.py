@@ -1,7 +1,8 @@
 """Taking the local backup: the one caller of frappe.utils.backups.
 
-Frappe's BackupGenerator takes the backup, step by step as new_backup would (dump, site
-config, file tars), with the policy's compressor standing in for gzip (core.compression). The
+Frappe's BackupGenerator takes the backup with the steps new_backup runs (dump, site config,
+file tars; the tars are written beside the dump rather than after it), with the policy's
+compressor standing in for gzip (core.compression). The
 dump is checked, hashed and its rows counted by a thread that follows it as it is written, and
 each artifact is handed to the offsite uploads as soon as it is checked, so each byte is read
 once here while other work runs.
@@ -14,6 +15,7 @@ delete what our retention keeps.
 """
 
 import contextlib
+import contextvars
 import json
 import os
 import shutil
@@ -21,6 +23,7 @@ import subprocess
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,6 +56,8 @@ from backup_manager.progress import watch_folder
 PARTIAL_SUFFIX = ".partial"
 # How often the private tar's appearance is looked for while Frappe writes the tars.
 WATCH_SECONDS = 0.05
+# The manifest lists the artifacts in this order, whichever check ends first.
+ARTIFACT_ORDER = (DATABASE, SITE_CONFIG, PUBLIC_FILES, PRIVATE_FILES)
 
 
 @dataclass
@@ -170,25 +175,38 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 
 		# Files archives indexed while they are hashed (request.index_files), by path.
 		indexes: dict[str, FileIndex] = {}
+		# One check per artifact kind; the public tar's may be added from the tar watcher thread.
+		futures: dict[str, Future] = {}
 
-		def inspect(kind: str, path: str, hand_over: bool = False) -> Future:
+		def inspect(kind: str, path: str) -> None:
 			if request.index_files and passphrase is None and kind in (PUBLIC_FILES, PRIVATE_FILES):
-				return watch(pool.submit(inspect_files_archive, kind, path, indexes), path, hand_over)
-			return watch(pool.submit(inspect_artifact, kind, path, passphrase), path, hand_over)
+				future = pool.submit(inspect_files_archive, kind, path, indexes)
+			else:
+				future = pool.submit(inspect_artifact, kind, path, passphrase)
+			watch(kind, future, path)
 
-		def watch(future: Future, path: str, hand_over: bool = False) -> Future:
+		def watch(kind: str, future: Future, path: str) -> None:
 			if checked:
 				future.add_done_callback(lambda done: _count_checked(done, checked))
-			if hand_over and receivers:
+			if receivers:
+				# Each artifact is uploaded as soon as it is checked, beside the others' checks.
 				future.add_done_callback(lambda done: _hand_over(done, path, receivers, indexes))
-			return future
+			futures[kind] = future
+
+		def public_tar_done() -> None:
+			# Its check and uploads start while Frappe writes the private tar.
+			inspect(PUBLIC_FILES, generator.backup_path_files)
 
 		expected = request.expected_sizes
 		with frappe_encryption_suppressed():
 			generator = make_backup_generator(request, work_dir)
 			with compressor_as_gzip(compressor):
 				if reporter:
-					reporter.start_phase(progress.DUMP, expected.get(DATABASE, 0), label=_("database dump"))
+					total = expected.get(DATABASE, 0)
+					if request.with_files:
+						total += expected.get(PUBLIC_FILES, 0) + expected.get(PRIVATE_FILES, 0)
+					label = _("database dump and files") if request.with_files else _("database dump")
+					reporter.start_phase(progress.DUMP, total, label=label)
 				# An unencrypted dump is checked, hashed and its rows counted as it is written
 				# (the dump pipeline leaves CPU idle); an encrypted one after it is written.
 				dump_written = threading.Event()
@@ -197,36 +215,31 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 					if passphrase is None
 					else None
 				)
-				try:
-					with watch_folder(reporter, work_dir):
-						generator.take_dump()
-				finally:
-					dump_written.set()
-				_check_written(DATABASE, generator.backup_path_db)
-				if following is None:
-					futures = [inspect(DATABASE, generator.backup_path_db, hand_over=True)]
-				else:
-					# Handed over only now that the dump command succeeded.
-					futures = [watch(following, generator.backup_path_db, hand_over=True)]
-				generator.copy_site_config()
-				_check_written(SITE_CONFIG, generator.backup_path_conf)
-				remove_manifest_key(generator.backup_path_conf)
-				futures.append(inspect(SITE_CONFIG, generator.backup_path_conf, hand_over=True))
-				if request.with_files:
+				with watch_folder(reporter, work_dir):
+					# Frappe's tars are written while it dumps the database, not after it.
+					with file_tars_beside(generator, public_tar_done, enabled=request.with_files) as tars:
+						try:
+							generator.take_dump()
+						finally:
+							dump_written.set()
+						_check_written(DATABASE, generator.backup_path_db)
+						if following is None:
+							inspect(DATABASE, generator.backup_path_db)
+						else:
+							# Handed over only now that the dump command succeeded.
+							watch(DATABASE, following, generator.backup_path_db)
+						generator.copy_site_config()
+						_check_written(SITE_CONFIG, generator.backup_path_conf)
+						remove_manifest_key(generator.backup_path_conf)
+						inspect(SITE_CONFIG, generator.backup_path_conf)
+				if request.with_files and not tars.written:
+					# frappe.local was not visible in the tar thread: the tars are written now.
 					if reporter:
 						reporter.start_phase(
 							progress.FILES,
 							expected.get(PUBLIC_FILES, 0) + expected.get(PRIVATE_FILES, 0),
 							label=_("files"),
 						)
-					public_tar = generator.backup_path_files
-					inspected: set[str] = set()
-
-					def public_tar_done() -> None:
-						# Its check and uploads start while Frappe writes the private tar.
-						inspected.add(public_tar)
-						futures.append(inspect(PUBLIC_FILES, public_tar, hand_over=True))
-
 					with (
 						watch_folder(
 							reporter, work_dir, skip=(generator.backup_path_db, generator.backup_path_conf)
@@ -240,9 +253,8 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 				(PRIVATE_FILES, generator.backup_path_private_files),
 			):
 				_check_written(kind, path)
-				if path not in inspected:
-					# Uploads of each tar start as soon as it is checked, beside the other's check.
-					futures.append(inspect(kind, path, hand_over=True))
+				if kind not in futures:
+					inspect(kind, path)
 		if reporter:
 			written = [generator.backup_path_db, generator.backup_path_conf]
 			if request.with_files:
@@ -250,7 +262,7 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 			reporter.start_phase(
 				progress.CHECKS, sum(os.path.getsize(path) for path in written), label=checks_label
 			)
-		artifacts = [future.result() for future in futures]
+		artifacts = [futures[kind].result() for kind in ARTIFACT_ORDER if kind in futures]
 
 	return sign(
 		Manifest(
@@ -267,6 +279,62 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 			policy=request.policy,
 		)
 	)
+
+
+class FileTars:
+	"""Frappe's backup_files run in a thread beside the dump (file_tars_beside)."""
+
+	def __init__(self) -> None:
+		self.written = False
+
+
+@contextlib.contextmanager
+def file_tars_beside(generator: BackupGenerator, on_public_done, *, enabled: bool = True):
+	"""Run Frappe's backup_files in a thread while the block (the dump) runs; wait for it after.
+
+	The dump keeps the CPU busy (mariadb-dump, the server, the compressor) while tar mostly
+	copies pages: written one beside the other, the run takes about the longer of the two instead
+	of their sum. backup_files finds the files folders through frappe.local, which a new thread
+	does not see, so the thread runs in a copy of this thread's context. Where frappe.local is
+	not carried by the context, the thread writes nothing and `written` stays False: the caller
+	then writes the tars itself, after the dump, as Frappe would. `on_public_done` is called (from
+	a watcher thread) once the public tar is complete: when the private tar appears.
+
+	A tar failure is raised when the block ends; a failure of the block waits for the tars to
+	stop first, so that the caller can remove the folder they write into.
+	"""
+	tars = FileTars()
+	site_path = getattr(frappe.local, "site_path", None)
+	if not enabled or not site_path:
+		yield tars
+		return
+
+	def write() -> None:
+		if getattr(frappe.local, "site_path", None) != site_path:
+			return
+		with when_created(generator.backup_path_private_files, on_public_done):
+			generator.backup_files()
+		tars.written = True
+
+	future: Future = Future()
+	future.set_running_or_notify_cancel()
+	context = contextvars.copy_context()
+
+	def run() -> None:
+		try:
+			context.run(write)
+		except BaseException as exc:
+			future.set_exception(exc)
+		else:
+			future.set_result(None)
+
+	threading.Thread(target=run, name="backup-manager-file-tars", daemon=True).start()
+	try:
+		yield tars
+	except BaseException:
+		futures_wait([future])
+		raise
+	future.result()
 
 
 @contextlib.contextmanager

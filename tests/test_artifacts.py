@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 import unittest
+import zlib
 
 from backup_manager.core import checksums, layout
 from backup_manager.core.encryption import (
@@ -151,6 +152,28 @@ class TestChecksums(TempDirTestCase):
 		self.assertEqual(checksums.format_size(512), "512 B")
 		self.assertEqual(checksums.format_size(1536), "1.5 KiB")
 		self.assertEqual(checksums.format_size(3 * 1024**3), "3.0 GiB")
+
+	def test_bytes_after_the_last_member_are_an_error(self):
+		payload = gzip.compress(b"-- header\n") + gzip.compress(os.urandom(100_000))
+		for trailing in (b"garbage!", b"\0" * 10, b"\x1f\x8b\x08garbage"):
+			with self.subTest(trailing=trailing), self.assertRaises(ArtifactError):
+				checksums.sha256_gzip_file(self.write("trailing.sql.gz", payload + trailing))
+
+
+class TestChecksumsWithZlib(TestChecksums):
+	"""The same checks with Python's zlib, as on a machine without the isal package."""
+
+	def setUp(self):
+		super().setUp()
+		previous = checksums.inflate_zlib
+		checksums.inflate_zlib = zlib
+		self.addCleanup(setattr, checksums, "inflate_zlib", previous)
+
+
+class TestInflater(unittest.TestCase):
+	def test_isal_inflates_when_installed(self):
+		# requirements.txt installs isal: a backup's dump check must not fall back to zlib unseen.
+		self.assertEqual(checksums.inflate_zlib.__name__, "isal.isal_zlib")
 
 
 class TestManifest(unittest.TestCase):

@@ -73,6 +73,23 @@ class TestRowCounter(unittest.TestCase):
 		with self.assertRaises(DumpParseError):
 			count_in_chunks(data, len(data))
 
+	def test_a_long_tuple_per_line_statement_is_counted_across_any_chunking(self):
+		rows = [f"({index},'{'x' * (index % 97)}\\n;'),".encode() for index in range(20_000)]
+		rows[-1] = rows[-1][:-1] + b";"
+		data = b"INSERT INTO `tabBig` VALUES\n" + b"\n".join(rows) + b"\nINSERT INTO `tabB` VALUES (1),(2);\n"
+		self.assertGreater(len(data), 10 * 64 * 1024)
+		for size in (1000, 65_536, 100_003, len(data)):
+			self.assertEqual(count_in_chunks(data, size), {"tabBig": 20_000, "tabB": 2}, size)
+
+	def test_a_line_that_is_not_a_tuple_is_an_error(self):
+		data = read_fixture("mariadb-dump-tuple-per-line.sql")
+		first_tuple = data.index(b"INSERT INTO `tabNote` VALUES\n(") + len(b"INSERT INTO `tabNote` VALUES\n")
+		second_tuple = data.index(b"\n(", first_tuple) + 1
+		broken = data[:second_tuple] + b"-- not a tuple\n" + data[second_tuple:]
+		for size in (7, len(broken)):
+			with self.assertRaises(DumpParseError):
+				count_in_chunks(broken, size)
+
 	def test_gzip_pass_hashes_checks_and_counts_in_one_read(self):
 		data = read_fixture("mariadb-dump-tuple-per-line.sql")
 		# Frappe writes its header and the dump as two gzip members.

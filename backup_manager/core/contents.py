@@ -21,6 +21,8 @@ QUOTED_STRING = re.compile(rb"'[^'\\\n]*(?:\\.[^'\\\n]*)*'")
 STATEMENT_START = re.compile(rb"^(INSERT INTO|CREATE TABLE) `((?:[^`]|``)+)`", re.M)
 STATEMENT_END = b";\n"
 VALUES_KEYWORD = b"VALUES"
+# How much of each piece of a tuple-per-line INSERT is checked to have a tuple on every line.
+LAYOUT_SAMPLE = 64 * 1024
 
 # Files whose content is hashed: all of them in a small backup, else this many chosen by name.
 FILE_SAMPLE_SIZE = 64
@@ -42,51 +44,62 @@ class RowCounter:
 		self.error = ""
 
 	def feed(self, data: bytes) -> None:
-		"""Take the next decompressed bytes; only complete lines are parsed, the rest waits."""
+		"""Take the next decompressed bytes; only complete lines are parsed, the rest waits.
+
+		The chunk is parsed in place (bounds, not slices): only a line begun in an earlier chunk
+		is joined to its end and parsed on its own.
+		"""
 		if self.error:
 			return
-		data = self._pending + data
 		end = data.rfind(b"\n") + 1
+		if not end:
+			self._pending += data
+			return
+		start = 0
+		if self._pending:
+			start = data.find(b"\n") + 1
+			line, self._pending = self._pending + data[:start], b""
+			self._parse_safely(line, 0, len(line))
+		self._parse_safely(data, start, end)
 		self._pending = data[end:]
-		if end:
-			self._parse_safely(data[:end])
 
 	def finish(self) -> dict[str, int]:
 		"""Parse what is left and return {table: rows}; raises DumpParseError if the dump was odd."""
 		if self._pending and not self.error:
-			self._parse_safely(self._pending + b"\n")
-			self._pending = b""
+			line, self._pending = self._pending + b"\n", b""
+			self._parse_safely(line, 0, len(line))
 		if self.error:
 			raise DumpParseError(self.error)
 		if self._table is not None:
 			raise DumpParseError(f"The dump ends inside the INSERT statement of table {self._table}")
 		return dict(self.counts)
 
-	def _parse_safely(self, lines: bytes) -> None:
+	def _parse_safely(self, text: bytes, position: int, limit: int) -> None:
+		if self.error:
+			return
 		try:
-			self._parse_lines(lines)
+			self._parse_lines(text, position, limit)
 		except DumpParseError as exc:
 			self.error = str(exc)
 
-	def _parse_lines(self, text: bytes) -> None:
-		# `text` is whole lines. A raw newline never falls inside a string, so a line start is
-		# never inside one, and a statement's end is the first ";\n" after its start.
-		position = 0
-		while position < len(text):
+	def _parse_lines(self, text: bytes, position: int, limit: int) -> None:
+		# text[position:limit] is whole lines. A raw newline never falls inside a string, so a
+		# line start is never inside one, and a statement's end is the first ";\n" after its start.
+		while position < limit:
 			if self._table is not None:
 				if self._tuple_per_line:
-					position = self._count_lines(text, position)
+					position = self._count_lines(text, position, limit)
 				else:
-					position = self._count_values(text, position)
+					position = self._count_values(text, position, limit)
 				continue
-			match = STATEMENT_START.search(text, position)
+			match = STATEMENT_START.search(text, position, limit)
 			if not match:
 				return
 			table = match.group(2).replace(b"``", b"`").decode("utf-8", "replace")
 			self.counts.setdefault(table, 0)
 			position = match.end()
 			if match.group(1) == b"INSERT INTO":
-				line_end = text.find(b"\n", position)
+				line_end = text.find(b"\n", position, limit)
 				values_at = text.find(VALUES_KEYWORD, position, line_end)
 				if values_at < 0:
 					raise DumpParseError(f"INSERT INTO `{table}` has no VALUES on its first line")
@@ -97,35 +110,41 @@ class RowCounter:
 				if self._tuple_per_line:
 					position = line_end + 1
 
-	def _count_lines(self, text: bytes, position: int) -> int:
+	def _count_lines(self, text: bytes, position: int, limit: int) -> int:
 		"""Count tuples that are one per line: no string is parsed, only lines are counted."""
-		end = text.find(STATEMENT_END, position)
-		stop = len(text) if end < 0 else end
+		end = text.find(STATEMENT_END, position, limit)
+		stop = limit if end < 0 else end
 		lines = text.count(b"\n", position, stop) + (1 if end >= 0 else 0)
-		# Every line of the statement opens a tuple; anything else is not the layout assumed.
-		if lines and (
-			text[position : position + 1] != b"(" or text.count(b"\n(", position, stop) != lines - 1
-		):
+		# Every line of the statement opens a tuple; anything else is not the layout assumed. The
+		# layout is the dump's, not a row's: the first LAYOUT_SAMPLE bytes of each piece show it.
+		if lines and (text[position : position + 1] != b"(" or not _lines_open_tuples(text, position, stop)):
 			raise DumpParseError(f"A line of the INSERT statement of table {self._table} is not a tuple")
 		self.counts[self._table] += lines
 		if end < 0:
-			return len(text)
+			return limit
 		self._table = None
 		return end + len(STATEMENT_END)
 
-	def _count_values(self, text: bytes, position: int) -> int:
+	def _count_values(self, text: bytes, position: int, limit: int) -> int:
 		"""Count tuples on shared lines: strings are blanked first, then each "(" opens a tuple."""
-		end = text.find(STATEMENT_END, position)
-		stop = len(text) if end < 0 else end
+		end = text.find(STATEMENT_END, position, limit)
+		stop = limit if end < 0 else end
 		blanked = QUOTED_STRING.sub(b"''", text[position:stop])
 		# Blanked strings leave quote pairs: an odd count is a quote the pattern could not close.
 		if blanked.count(b"'") % 2:
 			raise DumpParseError(f"An unterminated string in the INSERT statement of table {self._table}")
 		self.counts[self._table] += blanked.count(b"(")
 		if end < 0:
-			return len(text)
+			return limit
 		self._table = None
 		return end + len(STATEMENT_END)
+
+
+def _lines_open_tuples(text: bytes, position: int, stop: int) -> bool:
+	"""True if, in the first LAYOUT_SAMPLE bytes of text[position:stop], every line after a newline opens a tuple."""
+	sample_stop = min(stop, position + LAYOUT_SAMPLE)
+	# A newline in the sample's last byte has no next byte in it: neither count sees it.
+	return text.count(b"\n", position, sample_stop - 1) == text.count(b"\n(", position, sample_stop)
 
 
 @dataclass

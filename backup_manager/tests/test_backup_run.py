@@ -24,7 +24,7 @@ from backup_manager.core.manifest import (
 	SITE_CONFIG,
 	Manifest,
 )
-from backup_manager.local_backup import PARTIAL_SUFFIX, get_backup_root, when_created
+from backup_manager.local_backup import PARTIAL_SUFFIX, file_tars_beside, get_backup_root, when_created
 from backup_manager.retention import apply_local_retention
 from backup_manager.run_log import save_log
 from backup_manager.tests.utils import (
@@ -214,6 +214,24 @@ class TestPolicyRun(BackupRunTestCase):
 		self.assertTrue(
 			frappe.db.exists("Error Log", {"reference_doctype": "Backup Log", "reference_name": log.name})
 		)
+
+	def test_a_failed_file_tar_fails_the_run_and_leaves_no_files(self):
+		policy = make_policy("tar-failure")
+		before = backup_dirs_on_disk()
+		files_folder = frappe.get_site_path("private", "files")
+		moved = files_folder + ".moved-by-test"
+		# tar cannot read a missing folder: Frappe's backup_files raises while the dump runs beside it.
+		os.rename(files_folder, moved)
+		try:
+			log = run_now(policy.name)
+		finally:
+			os.rename(moved, files_folder)
+
+		self.assertEqual(log.status, "Failed")
+		self.assertEqual(log.error_class, "CommandFailedError")
+		self.assertFalse(log.artifacts)
+		self.assertEqual(backup_dirs_on_disk(), before)
+		self.assertFalse(any(name.endswith(PARTIAL_SUFFIX) for name in os.listdir(get_backup_root())))
 
 	def test_cli_run_prints_the_log_and_exits_non_zero_on_failure(self):
 		policy = make_policy("cli", with_files=0)
@@ -644,3 +662,61 @@ class TestWhenCreated(FrappeTestCase):
 			handle.write("tar")
 		time.sleep(0.05)
 		self.assertEqual(self.calls, [])
+
+
+class StandInGenerator:
+	"""Records where and when backup_files ran; a real BackupGenerator's tars are run by the tests above."""
+
+	def __init__(self, folder: str, *, fail: bool = False, seconds: float = 0.2):
+		self.backup_path_private_files = os.path.join(folder, "private-files.tar")
+		self.fail, self.seconds = fail, seconds
+		self.site_seen = None
+		self.thread = None
+		self.ended_at = None
+
+	def backup_files(self):
+		import threading
+
+		self.site_seen = frappe.local.site
+		self.thread = threading.current_thread().name
+		time.sleep(self.seconds)
+		self.ended_at = time.monotonic()
+		if self.fail:
+			raise frappe.CommandFailedError("tar failed", "", "tar: Cannot stat")
+
+
+class TestFileTarsBeside(FrappeTestCase):
+	"""Frappe's backup_files runs in a thread beside the dump (local_backup.file_tars_beside)."""
+
+	def setUp(self):
+		self.folder = tempfile.mkdtemp(prefix="bm-tars-beside-")
+		self.addCleanup(shutil.rmtree, self.folder, True)
+
+	def test_runs_in_another_thread_seeing_the_site_while_the_block_runs(self):
+		generator = StandInGenerator(self.folder, seconds=0.3)
+		started = time.monotonic()
+		with file_tars_beside(generator, lambda: None) as tars:
+			block_ended = time.monotonic()
+		self.assertLess(block_ended - started, 0.25, "the block did not wait for the tars")
+		self.assertTrue(tars.written)
+		self.assertEqual(generator.site_seen, frappe.local.site)
+		self.assertEqual(generator.thread, "backup-manager-file-tars")
+		self.assertIsNotNone(generator.ended_at, "the tars were waited for when the block ended")
+
+	def test_a_tar_failure_is_raised_when_the_block_ends(self):
+		generator = StandInGenerator(self.folder, fail=True)
+		with self.assertRaises(frappe.CommandFailedError), file_tars_beside(generator, lambda: None):
+			pass
+
+	def test_a_failing_block_waits_for_the_tars_before_raising(self):
+		generator = StandInGenerator(self.folder, seconds=0.3)
+		with self.assertRaises(RuntimeError), file_tars_beside(generator, lambda: None):
+			raise RuntimeError("the dump failed")
+		self.assertIsNotNone(generator.ended_at, "the folder must not be removed under a running tar")
+
+	def test_disabled_writes_nothing(self):
+		generator = StandInGenerator(self.folder)
+		with file_tars_beside(generator, lambda: None, enabled=False) as tars:
+			pass
+		self.assertFalse(tars.written)
+		self.assertIsNone(generator.thread)
