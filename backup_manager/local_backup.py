@@ -197,6 +197,16 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 			# Its check and uploads start while Frappe writes the private tar.
 			inspect(PUBLIC_FILES, generator.backup_path_files)
 
+		def tars_done() -> None:
+			# Each tar is checked as soon as it is written, beside the dump still running.
+			for kind, path in (
+				(PUBLIC_FILES, generator.backup_path_files),
+				(PRIVATE_FILES, generator.backup_path_private_files),
+			):
+				_check_written(kind, path)
+				if kind not in futures:
+					inspect(kind, path)
+
 		expected = request.expected_sizes
 		with frappe_encryption_suppressed():
 			generator = make_backup_generator(request, work_dir)
@@ -217,7 +227,9 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 				)
 				with watch_folder(reporter, work_dir):
 					# Frappe's tars are written while it dumps the database, not after it.
-					with file_tars_beside(generator, public_tar_done, enabled=request.with_files) as tars:
+					with file_tars_beside(
+						generator, public_tar_done, tars_done, enabled=request.with_files
+					) as tars:
 						try:
 							generator.take_dump()
 						finally:
@@ -247,14 +259,7 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 						when_created(generator.backup_path_private_files, public_tar_done),
 					):
 						generator.backup_files()
-		if request.with_files:
-			for kind, path in (
-				(PUBLIC_FILES, generator.backup_path_files),
-				(PRIVATE_FILES, generator.backup_path_private_files),
-			):
-				_check_written(kind, path)
-				if kind not in futures:
-					inspect(kind, path)
+					tars_done()
 		if reporter:
 			written = [generator.backup_path_db, generator.backup_path_conf]
 			if request.with_files:
@@ -289,7 +294,7 @@ class FileTars:
 
 
 @contextlib.contextmanager
-def file_tars_beside(generator: BackupGenerator, on_public_done, *, enabled: bool = True):
+def file_tars_beside(generator: BackupGenerator, on_public_done, on_done, *, enabled: bool = True):
 	"""Run Frappe's backup_files in a thread while the block (the dump) runs; wait for it after.
 
 	The dump keeps the CPU busy (mariadb-dump, the server, the compressor) while tar mostly
@@ -298,7 +303,8 @@ def file_tars_beside(generator: BackupGenerator, on_public_done, *, enabled: boo
 	does not see, so the thread runs in a copy of this thread's context. Where frappe.local is
 	not carried by the context, the thread writes nothing and `written` stays False: the caller
 	then writes the tars itself, after the dump, as Frappe would. `on_public_done` is called (from
-	a watcher thread) once the public tar is complete: when the private tar appears.
+	a watcher thread) once the public tar is complete: when the private tar appears; `on_done`
+	(from the tar thread) once both are written, while the dump may still run.
 
 	A tar failure is raised when the block ends; a failure of the block waits for the tars to
 	stop first, so that the caller can remove the folder they write into.
@@ -315,6 +321,7 @@ def file_tars_beside(generator: BackupGenerator, on_public_done, *, enabled: boo
 		with when_created(generator.backup_path_private_files, on_public_done):
 			generator.backup_files()
 		tars.written = True
+		on_done()
 
 	future: Future = Future()
 	future.set_running_or_notify_cancel()

@@ -673,6 +673,12 @@ class StandInGenerator:
 		self.site_seen = None
 		self.thread = None
 		self.ended_at = None
+		self.done_in = None
+
+	def done(self):
+		import threading
+
+		self.done_in = threading.current_thread().name
 
 	def backup_files(self):
 		import threading
@@ -695,28 +701,36 @@ class TestFileTarsBeside(FrappeTestCase):
 	def test_runs_in_another_thread_seeing_the_site_while_the_block_runs(self):
 		generator = StandInGenerator(self.folder, seconds=0.3)
 		started = time.monotonic()
-		with file_tars_beside(generator, lambda: None) as tars:
+		with file_tars_beside(generator, lambda: None, generator.done) as tars:
 			block_ended = time.monotonic()
 		self.assertLess(block_ended - started, 0.25, "the block did not wait for the tars")
 		self.assertTrue(tars.written)
 		self.assertEqual(generator.site_seen, frappe.local.site)
 		self.assertEqual(generator.thread, "backup-manager-file-tars")
+		self.assertEqual(
+			generator.done_in, "backup-manager-file-tars", "the tars are checked from their thread"
+		)
 		self.assertIsNotNone(generator.ended_at, "the tars were waited for when the block ended")
 
 	def test_a_tar_failure_is_raised_when_the_block_ends(self):
 		generator = StandInGenerator(self.folder, fail=True)
-		with self.assertRaises(frappe.CommandFailedError), file_tars_beside(generator, lambda: None):
+		with (
+			self.assertRaises(frappe.CommandFailedError),
+			file_tars_beside(generator, lambda: None, generator.done),
+		):
 			pass
+		self.assertIsNone(generator.done_in, "failed tars are not checked")
 
 	def test_a_failing_block_waits_for_the_tars_before_raising(self):
 		generator = StandInGenerator(self.folder, seconds=0.3)
-		with self.assertRaises(RuntimeError), file_tars_beside(generator, lambda: None):
+		with self.assertRaises(RuntimeError), file_tars_beside(generator, lambda: None, generator.done):
 			raise RuntimeError("the dump failed")
 		self.assertIsNotNone(generator.ended_at, "the folder must not be removed under a running tar")
 
 	def test_disabled_writes_nothing(self):
 		generator = StandInGenerator(self.folder)
-		with file_tars_beside(generator, lambda: None, enabled=False) as tars:
+		with file_tars_beside(generator, lambda: None, generator.done, enabled=False) as tars:
 			pass
 		self.assertFalse(tars.written)
 		self.assertIsNone(generator.thread)
+		self.assertIsNone(generator.done_in)
