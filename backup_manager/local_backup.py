@@ -35,6 +35,7 @@ from backup_manager.core import checksums, progress
 from backup_manager.core.compression import Compressor, compressor_as_gzip, find_compressor
 from backup_manager.core.contents import DumpParseError, FileStatsCollector, RowCounter
 from backup_manager.core.dedup import FileIndex, index_archive
+from backup_manager.core.dump_password import password_in_environment
 from backup_manager.core.encryption import encrypt_file_in_place, is_gpg_encrypted
 from backup_manager.core.errors import ArtifactError
 from backup_manager.core.manifest import (
@@ -142,9 +143,10 @@ def take_backup(
 def make_backup_generator(request: BackupRequest, work_dir: str) -> BackupGenerator:
 	"""A BackupGenerator writing into work_dir, built as new_backup builds it."""
 	generator = BackupGenerator(
-		frappe.conf.db_name,
-		frappe.conf.db_name,
-		frappe.conf.db_password,
+		db_name=frappe.conf.db_name,
+		# Frappe 16 names the database user apart from the database; 15 uses the database name.
+		user=frappe.conf.get("db_user") or frappe.conf.db_name,
+		password=frappe.conf.db_password,
 		db_host=frappe.conf.db_host,
 		db_port=frappe.conf.db_port,
 		db_type=frappe.conf.db_type,
@@ -231,7 +233,10 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 						generator, public_tar_done, tars_done, enabled=request.with_files
 					) as tars:
 						try:
-							generator.take_dump()
+							# The site's database password goes through the environment, not
+							# Frappe's command line (core.dump_password).
+							with password_in_environment(generator, warn=_warn_dump_password):
+								generator.take_dump()
 						finally:
 							dump_written.set()
 						_check_written(DATABASE, generator.backup_path_db)
@@ -363,6 +368,10 @@ def when_created(path: str, callback, poll_seconds: float = WATCH_SECONDS):
 
 	with thread_during_block(watch, name="backup-manager-tar-watch"):
 		yield
+
+
+def _warn_dump_password(message: str) -> None:
+	frappe.logger("backup_manager").warning(message)
 
 
 def _check_written(kind: str, path: str) -> None:

@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -232,6 +233,54 @@ class TestPolicyRun(BackupRunTestCase):
 		self.assertFalse(log.artifacts)
 		self.assertEqual(backup_dirs_on_disk(), before)
 		self.assertFalse(any(name.endswith(PARTIAL_SUFFIX) for name in os.listdir(get_backup_root())))
+
+	def record_dump_command_lines(self) -> str:
+		"""Put a mariadb-dump first on PATH that writes its arguments and its shell's command line to
+		a file, then runs the real one; return the file's path."""
+		folder = tempfile.mkdtemp(prefix="bm-dump-recorder-")
+		self.addCleanup(shutil.rmtree, folder, True)
+		record = os.path.join(folder, "seen")
+		real = shutil.which("mariadb-dump") or shutil.which("mysqldump")
+		recorder = os.path.join(folder, os.path.basename(real))
+		with open(recorder, "w") as handle:
+			handle.write(
+				"#!/bin/sh\n"
+				f'printf "%s\\n" "$*" > {shlex.quote(record)}\n'
+				f'tr "\\000" " " < /proc/$PPID/cmdline >> {shlex.quote(record)}\n'
+				f'exec {shlex.quote(real)} "$@"\n'
+			)
+		os.chmod(recorder, 0o700)
+		previous = os.environ["PATH"]
+		os.environ["PATH"] = folder + os.pathsep + previous
+		self.addCleanup(os.environ.__setitem__, "PATH", previous)
+		return record
+
+	def test_the_database_password_is_on_no_command_line_of_the_dump(self):
+		policy = make_policy("dump-password", with_files=0)
+		record = self.record_dump_command_lines()
+		log = run_now(policy.name)
+		self.assertEqual(log.status, "Success", log.error_message)
+		with open(record) as handle:
+			seen = handle.read()
+		self.assertIn("--single-transaction", seen, "the recorder ran as Frappe's dump program")
+		self.assertIn("set -o pipefail", seen, "the command line of Frappe's shell was read")
+		self.assertNotIn(frappe.conf.db_password, seen)
+
+	def test_an_option_file_password_still_lets_the_dump_connect(self):
+		# mariadb-dump prefers ~/.my.cnf's password to MYSQL_PWD: Frappe's command line is kept then.
+		policy = make_policy("dump-option-file", with_files=0)
+		record = self.record_dump_command_lines()
+		home = tempfile.mkdtemp(prefix="bm-home-")
+		self.addCleanup(shutil.rmtree, home, True)
+		with open(os.path.join(home, ".my.cnf"), "w") as handle:
+			handle.write("[client]\npassword=not-the-site-password\n")
+		previous = os.environ["HOME"]
+		os.environ["HOME"] = home
+		self.addCleanup(os.environ.__setitem__, "HOME", previous)
+		log = run_now(policy.name)
+		self.assertEqual(log.status, "Success", log.error_message)
+		with open(record) as handle:
+			self.assertIn(frappe.conf.db_password, handle.read(), "the fallback passes Frappe's own command")
 
 	def test_cli_run_prints_the_log_and_exits_non_zero_on_failure(self):
 		policy = make_policy("cli", with_files=0)
