@@ -2,10 +2,10 @@
 
 Frappe's BackupGenerator takes the backup with the steps new_backup runs (dump, site config,
 file tars; the tars are written beside the dump rather than after it), with the policy's
-compressor standing in for gzip (core.compression). The
-dump is checked, hashed and its rows counted by a thread that follows it as it is written, and
-each artifact is handed to the offsite uploads as soon as it is checked, so each byte is read
-once here while other work runs.
+compressor standing in for gzip (core.compression). The dump is checked, hashed and its rows
+counted by a thread that follows it as it is written, each tar is checked as soon as it is
+written, and each artifact is handed to the offsite uploads as soon as it is checked, so each
+byte is read once here while other work runs.
 
 Each run writes into its own folder `<backup root>/<backup id>.partial/`, which is renamed to
 `<backup id>/` only once every artifact is written, checked and hashed. A failed run removes
@@ -219,8 +219,8 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 						total += expected.get(PUBLIC_FILES, 0) + expected.get(PRIVATE_FILES, 0)
 					label = _("database dump and files") if request.with_files else _("database dump")
 					reporter.start_phase(progress.DUMP, total, label=label)
-				# An unencrypted dump is checked, hashed and its rows counted as it is written
-				# (the dump pipeline leaves CPU idle); an encrypted one after it is written.
+				# An unencrypted dump is checked, hashed and its rows counted as it is written;
+				# an encrypted one after it is written.
 				dump_written = threading.Event()
 				following = (
 					pool.submit(inspect_growing_dump, generator.backup_path_db, dump_written)
@@ -292,7 +292,7 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 
 
 class FileTars:
-	"""Frappe's backup_files run in a thread beside the dump (file_tars_beside)."""
+	"""What file_tars_beside did: `written` is False when the caller must write the tars itself."""
 
 	def __init__(self) -> None:
 		self.written = False
