@@ -49,6 +49,7 @@ from backup_manager.core.manifest import (
 	Manifest,
 )
 from backup_manager.core.private_files import FOLDER_MODE, restrict_tree
+from backup_manager.core.processes import terminate_children_naming
 from backup_manager.core.progress import ProgressReporter
 from backup_manager.core.threads import thread_during_block
 from backup_manager.manifest_key import sign
@@ -57,6 +58,8 @@ from backup_manager.progress import watch_folder
 PARTIAL_SUFFIX = ".partial"
 # How often the private tar's appearance is looked for while Frappe writes the tars.
 WATCH_SECONDS = 0.05
+# How often a failed run looks for tar commands to stop, until Frappe's backup_files returns.
+STOP_POLL_SECONDS = 0.2
 # The manifest lists the artifacts in this order, whichever check ends first.
 ARTIFACT_ORDER = (DATABASE, SITE_CONFIG, PUBLIC_FILES, PRIVATE_FILES)
 
@@ -311,8 +314,9 @@ def file_tars_beside(generator: BackupGenerator, on_public_done, on_done, *, ena
 	a watcher thread) once the public tar is complete: when the private tar appears; `on_done`
 	(from the tar thread) once both are written, while the dump may still run.
 
-	A tar failure is raised when the block ends; a failure of the block waits for the tars to
-	stop first, so that the caller can remove the folder they write into.
+	A tar failure is raised when the block ends. A failure of the block stops the tars (their
+	commands, found by the folder they write into) and waits for the thread to end, so that the
+	caller can remove that folder.
 	"""
 	tars = FileTars()
 	site_path = getattr(frappe.local, "site_path", None)
@@ -344,7 +348,12 @@ def file_tars_beside(generator: BackupGenerator, on_public_done, on_done, *, ena
 	try:
 		yield tars
 	except BaseException:
-		futures_wait([future])
+		# The dump failed, so the tars are of no use: stop them (by the folder they write into)
+		# rather than wait for them, which on a large site could take many minutes.
+		folder = os.path.dirname(generator.backup_path_private_files)
+		while not future.done():
+			terminate_children_naming(folder)
+			futures_wait([future], timeout=STOP_POLL_SECONDS)
 		raise
 	future.result()
 

@@ -723,6 +723,7 @@ class StandInGenerator:
 		self.thread = None
 		self.ended_at = None
 		self.done_in = None
+		self.command = ""
 
 	def done(self):
 		import threading
@@ -735,6 +736,8 @@ class StandInGenerator:
 		self.site_seen = frappe.local.site
 		self.thread = threading.current_thread().name
 		time.sleep(self.seconds)
+		if self.command:
+			frappe.utils.execute_in_shell(self.command, low_priority=True, check_exit_code=True)
 		self.ended_at = time.monotonic()
 		if self.fail:
 			raise frappe.CommandFailedError("tar failed", "", "tar: Cannot stat")
@@ -775,6 +778,17 @@ class TestFileTarsBeside(FrappeTestCase):
 		with self.assertRaises(RuntimeError), file_tars_beside(generator, lambda: None, generator.done):
 			raise RuntimeError("the dump failed")
 		self.assertIsNotNone(generator.ended_at, "the folder must not be removed under a running tar")
+
+	def test_a_failing_block_stops_a_running_tar_command(self):
+		# Frappe's own execute_in_shell, as backup_files runs tar: a command naming the folder.
+		generator = StandInGenerator(self.folder, seconds=0)
+		generator.command = f"sleep 60 && true {generator.backup_path_private_files}"
+		started = time.monotonic()
+		with self.assertRaises(RuntimeError), file_tars_beside(generator, lambda: None, generator.done):
+			time.sleep(0.3)
+			raise RuntimeError("the dump failed")
+		self.assertLess(time.monotonic() - started, 10, "the failed run waited for the tar command")
+		self.assertIsNone(generator.done_in, "stopped tars are not checked")
 
 	def test_disabled_writes_nothing(self):
 		generator = StandInGenerator(self.folder)
