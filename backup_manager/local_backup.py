@@ -238,7 +238,9 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 						try:
 							# The site's database password goes through the environment, not
 							# Frappe's command line (core.dump_password).
-							with password_in_environment(generator, warn=_warn_dump_password):
+							with password_in_environment(
+								generator, warn=frappe.logger("backup_manager").warning
+							):
 								generator.take_dump()
 						finally:
 							dump_written.set()
@@ -260,14 +262,10 @@ def _write_artifacts(  # noqa: C901 - the steps of one backup, in order
 							expected.get(PUBLIC_FILES, 0) + expected.get(PRIVATE_FILES, 0),
 							label=_("files"),
 						)
-					with (
-						watch_folder(
-							reporter, work_dir, skip=(generator.backup_path_db, generator.backup_path_conf)
-						),
-						when_created(generator.backup_path_private_files, public_tar_done),
+					with watch_folder(
+						reporter, work_dir, skip=(generator.backup_path_db, generator.backup_path_conf)
 					):
-						generator.backup_files()
-					tars_done()
+						write_file_tars(generator, public_tar_done, tars_done)
 		if reporter:
 			written = [generator.backup_path_db, generator.backup_path_conf]
 			if request.with_files:
@@ -327,10 +325,8 @@ def file_tars_beside(generator: BackupGenerator, on_public_done, on_done, *, ena
 	def write() -> None:
 		if getattr(frappe.local, "site_path", None) != site_path:
 			return
-		with when_created(generator.backup_path_private_files, on_public_done):
-			generator.backup_files()
+		write_file_tars(generator, on_public_done, on_done)
 		tars.written = True
-		on_done()
 
 	future: Future = Future()
 	future.set_running_or_notify_cancel()
@@ -358,6 +354,13 @@ def file_tars_beside(generator: BackupGenerator, on_public_done, on_done, *, ena
 	future.result()
 
 
+def write_file_tars(generator: BackupGenerator, on_public_done, on_done) -> None:
+	"""Frappe's backup_files; `on_public_done` once the public tar is complete, `on_done` after both."""
+	with when_created(generator.backup_path_private_files, on_public_done):
+		generator.backup_files()
+	on_done()
+
+
 @contextlib.contextmanager
 def when_created(path: str, callback, poll_seconds: float = WATCH_SECONDS):
 	"""Call `callback` once, from a watcher thread, when `path` appears during the block.
@@ -377,10 +380,6 @@ def when_created(path: str, callback, poll_seconds: float = WATCH_SECONDS):
 
 	with thread_during_block(watch, name="backup-manager-tar-watch"):
 		yield
-
-
-def _warn_dump_password(message: str) -> None:
-	frappe.logger("backup_manager").warning(message)
 
 
 def _check_written(kind: str, path: str) -> None:
