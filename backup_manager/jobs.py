@@ -13,7 +13,6 @@ from frappe import _
 from frappe.utils import now_datetime
 
 from backup_manager.core.compression import find_compressor
-from backup_manager.drills import enqueue_due_drills, reap_dead_drills
 from backup_manager.local_backup import BackupRequest, take_backup
 from backup_manager.locks import is_policy_locked, policy_lock, run_slot
 from backup_manager.notifications import (
@@ -45,6 +44,9 @@ RUN_JOB = "backup_manager.jobs.run_backup_job"
 
 def tick():
 	"""Every minute: fail dead runs and drills, start due policies and drills, retry uploads, alert."""
+	# Imported here: a backup run (CLI or worker) never needs the drill machinery.
+	from backup_manager.drills import enqueue_due_drills, reap_dead_drills
+
 	now = now_datetime()
 	for step in (
 		reap_dead_runs,
@@ -189,6 +191,7 @@ def run_locked(log, policy):
 		notify_run(policy, log)
 		return
 
+	# Saved by the next write: the upload's start, or the final status.
 	record_local_backup(log, backup_dir, manifest)
 	if uploads or get_policy_destinations(policy):
 		upload_log(log, policy, uploads, reporter)

@@ -32,8 +32,10 @@ def reap_dead_runs(now: datetime | None = None, *, policy: str | None = None) ->
 	if policy:
 		filters["policy"] = policy
 	live = []
-	for log_name, log_policy, status, queued_at in frappe.get_all(
-		"Backup Log", filters=filters, fields=["name", "policy", "status", "queued_at"], as_list=True
+	# frappe.db.get_values, not frappe.get_all: a run starts here, and get_all's filter code imports
+	# frappe.boot (and requests) on first use.
+	for log_name, log_policy, status, queued_at in frappe.db.get_values(
+		"Backup Log", filters=filters, fieldname=["name", "policy", "status", "queued_at"]
 	):
 		reason = why_run_is_dead(log_name, log_policy, status, get_datetime(queued_at), now)
 		if reason:
@@ -69,7 +71,7 @@ def why_run_is_dead(log_name: str, policy: str, status: str, queued_at: datetime
 def fail_dead_run(log, reason: str, now: datetime):
 	was_uploading = log.status == "Uploading"
 	if log.backup_id:
-		remove_unfinished_backup_dir(log.backup_id)
+		remove_unfinished_backup_dir(log.backup_id, recorded=bool(log.backup_dir))
 	log.error_class = "RunDied"
 	log.error_message = reason
 	final_status = outcome.FAILED
@@ -81,10 +83,14 @@ def fail_dead_run(log, reason: str, now: datetime):
 	notify_run(frappe.get_doc("Backup Policy", log.policy), log)
 
 
-def remove_unfinished_backup_dir(backup_id: str):
-	unfinished = get_backup_dir(backup_id) + PARTIAL_SUFFIX
-	if os.path.isdir(unfinished):
-		shutil.rmtree(unfinished, ignore_errors=True)
+def remove_unfinished_backup_dir(backup_id: str, *, recorded: bool):
+	"""Delete a dead run's partial folder, and its finished one if the run died before recording it
+	on the log (nothing else would ever prune a folder no log names)."""
+	folder = get_backup_dir(backup_id)
+	leftovers = [folder + PARTIAL_SUFFIX] if recorded else [folder + PARTIAL_SUFFIX, folder]
+	for unfinished in leftovers:
+		if os.path.isdir(unfinished):
+			shutil.rmtree(unfinished, ignore_errors=True)
 
 
 def is_run_job_queued(log_name: str) -> bool:

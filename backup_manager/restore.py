@@ -16,7 +16,6 @@ from backup_manager.core.restore_plan import (
 	render_shell,
 	render_text,
 )
-from backup_manager.offsite import get_log_destination
 
 RENDERERS = {"text": render_text, "json": render_json, "sh": render_shell}
 
@@ -52,6 +51,9 @@ def build_plan_for_log(
 	source = None
 	local_dir = None
 	if destination or not has_local_files(log):
+		# Imported here: a plan from local files (the common case) needs none of the upload machinery.
+		from backup_manager.offsite import get_log_destination
+
 		source = get_offsite_source(get_log_destination(log, destination))
 	else:
 		local_dir = log.backup_dir

@@ -12,14 +12,15 @@ from backup_manager.run_log import save_log
 
 def get_local_backup_records(policy_name: str) -> list[BackupRecord]:
 	"""Every backup of the policy whose local files still exist, as plain retention records."""
-	logs = frappe.get_all(
+	logs = frappe.db.get_values(
 		"Backup Log",
 		filters={
 			"policy": policy_name,
 			"status": ("in", ("Success", "Partial", "Uploading", "Failed")),
 			"local_files_deleted": 0,
 		},
-		fields=["name", "status", "started_at", "keep_forever", "backup_dir"],
+		fieldname=["name", "status", "started_at", "keep_forever", "backup_dir"],
+		as_dict=True,
 	)
 	records = []
 	for log in logs:

@@ -59,10 +59,11 @@ def last_backup_sizes(policy: str) -> dict[str, int]:
 		return {}
 	return {
 		row.kind: cint(row.size)
-		for row in frappe.get_all(
+		for row in frappe.db.get_values(
 			"Backup Log Artifact",
 			filters={"parent": last, "parenttype": "Backup Log"},
-			fields=["kind", "size"],
+			fieldname=["kind", "size"],
+			as_dict=True,
 		)
 	}
 
@@ -112,7 +113,8 @@ def record_compressor(log, compressor):
 
 
 def record_local_backup(log, backup_dir: str, manifest):
-	"""Write the local backup's artifacts, apps and manifest onto the log (status unchanged)."""
+	"""Put the local backup's artifacts, apps and manifest on the log (status unchanged); saved with
+	the log's next write, which follows at once (the upload's start or the final status)."""
 	log.backup_dir = backup_dir
 	log.encrypted = manifest.encrypted
 	log.partial = manifest.partial
@@ -139,7 +141,6 @@ def record_local_backup(log, backup_dir: str, manifest):
 		log.append(
 			"apps", {"app": app.name, "version": app.version, "branch": app.branch, "commit": app.commit}
 		)
-	save_log(log)
 
 
 def record_uploads(log, destination: str, results: list):

@@ -135,6 +135,22 @@ def first_line(plan, key: str, index: int = 0) -> str:
 	return commands_of(plan, key)[index].split("\n", 1)[0]
 
 
+def database_restore_command(plan) -> str:
+	"""The bench command of the restore step (a same-site restore also starts the files beside it)."""
+	return next(command for command in commands_of(plan, "restore") if " bench --site " in command)
+
+
+def files_first_line(plan) -> str:
+	"""The argv line of the program unpacking the archives: its own step for a new site, started in
+	the background by the database restore step for the same site."""
+	if "restore_files" in step_keys(plan):
+		return first_line(plan, "restore_files")
+	line = first_line(plan, "restore")
+	if not line.endswith(" &"):
+		raise AssertionError(f"the restore step does not start the files in the background: {line!r}")
+	return line.removesuffix(" &")
+
+
 def all_commands(plan) -> str:
 	return "\n".join(command for step in plan.steps for command in step.commands)
 
@@ -284,21 +300,29 @@ class TestStepLists(unittest.TestCase):
 
 	def test_same_site_with_files(self):
 		plan = build_restore_plan(make_manifest(), make_options())
-		# bench restore gets the dump only; plain tar unpacks the archives in the next steps.
+		# bench restore gets the dump only; plain tar unpacks the archives in the background beside
+		# it, and the step waits for both.
+		commands = commands_of(plan, "restore")
 		self.assertEqual(
-			commands_of(plan, "restore"),
+			commands[1:],
 			[
+				"FILES_RESTORE_PID=$!",
 				f"with_fast_gunzip bench --site {SITE} restore {LOCAL_DIR}/{FILE_PREFIX}-database.sql.gz "
-				"${ALLOW_DOWNGRADE:+--force} </dev/null"
+				"${ALLOW_DOWNGRADE:+--force} </dev/null",
+				'wait "$FILES_RESTORE_PID"',
+				"FILES_RESTORE_PID=",
 			],
 		)
 		self.assertEqual(
-			step_keys(plan)[5:9], ["restore", "restore_common_config", "restore_files", "site_keys"]
-		)
-		self.assertEqual(
-			first_line(plan, "restore_files"),
+			first_line(plan, "restore"),
 			f"./env/bin/python - {SITE} public {LOCAL_DIR}/{FILE_PREFIX}-files.tar "
-			f"private {LOCAL_DIR}/{FILE_PREFIX}-private-files.tar <<'PY'",
+			f"private {LOCAL_DIR}/{FILE_PREFIX}-private-files.tar <<'PY' &",
+		)
+		self.assertTrue(commands[0].endswith("\nPY"))
+		self.assertEqual(step_keys(plan)[5:8], ["restore", "restore_common_config", "site_keys"])
+		self.assertEqual(
+			next(step.title for step in plan.steps if step.key == "restore"),
+			"Restore the database and the files",
 		)
 		self.assertEqual(
 			commands_of(plan, "site_keys")[0].split("\n", 1)[0],
@@ -325,7 +349,6 @@ class TestStepLists(unittest.TestCase):
 				"maintenance_on",
 				"restore",
 				"restore_common_config",
-				"restore_files",
 				"site_keys",
 				"migrate",
 				"maintenance_off",
@@ -355,13 +378,11 @@ class TestStepLists(unittest.TestCase):
 			],
 		)
 		self.assertEqual(
-			commands_of(plan, "restore"),
-			[
-				f"with_fast_gunzip bench --site {SITE} restore {PREPARED}/database.sql.gz ${{ALLOW_DOWNGRADE:+--force}} </dev/null"
-			],
+			database_restore_command(plan),
+			f"with_fast_gunzip bench --site {SITE} restore {PREPARED}/database.sql.gz ${{ALLOW_DOWNGRADE:+--force}} </dev/null",
 		)
 		self.assertEqual(
-			first_line(plan, "restore_files"),
+			files_first_line(plan),
 			f"./env/bin/python - {SITE} public {PREPARED}/public-files.tar private {PREPARED}/private-files.tar <<'PY'",
 		)
 		self.assertEqual(commands_of(plan, "cleanup"), [f"rm -rf -- {PREPARED}"])
@@ -494,7 +515,7 @@ class TestStepLists(unittest.TestCase):
 		)
 		# The download tool verified every file: the plan compares manifests instead of hashing again.
 		self.assertTrue(first_line(plan, "verify").startswith(f"./env/bin/python - {WORK_DIR} downloaded "))
-		self.assertIn(f"restore {WORK_DIR}/{FILE_PREFIX}-database.sql.gz", commands_of(plan, "restore")[0])
+		self.assertIn(f"restore {WORK_DIR}/{FILE_PREFIX}-database.sql.gz", database_restore_command(plan))
 		required = [env_var.name for env_var in plan.env_vars if env_var.required]
 		self.assertEqual(required, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "BACKUP_MANIFEST_KEY"])
 
@@ -548,9 +569,9 @@ class TestStepLists(unittest.TestCase):
 			commands_of(plan, "prepare_files")[4:],
 			[f"ln -sf -- '{local_dir}/{FILE_PREFIX}-database.sql.gz' {PREPARED}/database.sql.gz"],
 		)
-		self.assertIn(f"restore {PREPARED}/database.sql.gz ", commands_of(plan, "restore")[0])
+		self.assertIn(f"restore {PREPARED}/database.sql.gz ", database_restore_command(plan))
 		self.assertEqual(
-			first_line(plan, "restore_files"),
+			files_first_line(plan),
 			f"./env/bin/python - {SITE} public '{local_dir}/{FILE_PREFIX}-files.tar.gz' "
 			f"private '{local_dir}/{FILE_PREFIX}-private-files.tar' <<'PY'",
 		)
@@ -561,9 +582,7 @@ class TestStepLists(unittest.TestCase):
 		plan = build_restore_plan(manifest, make_options())
 		self.assertNotIn("prepare_files", step_keys(plan))
 		self.assertTrue(
-			first_line(plan, "restore_files").endswith(
-				f"private {LOCAL_DIR}/{FILE_PREFIX}-private-files.tar.gz <<'PY'"
-			)
+			files_first_line(plan).endswith(f"private {LOCAL_DIR}/{FILE_PREFIX}-private-files.tar.gz <<'PY'")
 		)
 
 	def test_restoring_over_another_existing_site_is_announced(self):
@@ -962,7 +981,7 @@ class TestScriptExecution(BenchSandbox):
 			self.assertEqual(json.load(handle)["maintenance_mode"], 1)
 		with open(os.path.join(bench, "sites", "common_site_config.json")) as handle:
 			self.assertEqual(handle.read(), self.common_config)
-		self.assertIn("Restore stopped at step 6/11 (Restore the database)", result.stderr)
+		self.assertIn("Restore stopped at step 6/10 (Restore the database and the files)", result.stderr)
 		self.assertIn("may be half-restored and stays in maintenance mode", result.stderr)
 		self.assertNotIn(ROOT_PASSWORD, result.stdout + result.stderr)
 
@@ -988,6 +1007,54 @@ class TestScriptExecution(BenchSandbox):
 		self.assertEqual(site_config["encryption_key"], ORIGINAL_SITE_KEY)
 		self.assertEqual(site_config["maintenance_mode"], 0)
 		self.assertNotIn("backup_encryption_key", site_config)
+
+	def test_a_failed_database_restore_waits_for_the_files_unpacked_beside_it(self):
+		bench = self.make_bench("frappe-bench")
+		self.make_site(bench, SITE)
+		manifest = self.make_backup(os.path.join(self.root, "backups"), encrypted=False)
+		plan = build_restore_plan(
+			manifest,
+			RestoreOptions(target_site=SITE, bench_path=bench, local_dir=os.path.join(self.root, "backups")),
+		)
+		# A slow tar: the database restore fails long before the files are unpacked.
+		real_tar = shutil.which("tar")
+		self.write_executable(
+			os.path.join(self.bin_dir, "tar"),
+			f'#!/bin/sh\nsleep 1\n{shlex.quote(real_tar)} "$@" && echo "fake tar: unpacked" >&2\n',
+		)
+		result = self.run_script(plan, DB_ROOT_PASSWORD=ROOT_PASSWORD, FAKE_BENCH_FAIL="restore")
+		self.assertNotEqual(result.returncode, 0)
+		# The script said where it stopped only once both archives were unpacked: nothing of it runs on.
+		stopped = result.stderr.index("Restore stopped at step 6/10 (Restore the database and the files)")
+		self.assertEqual(result.stderr.count("fake tar: unpacked"), 2, result.stderr)
+		self.assertLess(result.stderr.rindex("fake tar: unpacked"), stopped)
+		self.assertEqual([call["argv"][2] for call in self.bench_calls(bench)], ["restore"])
+
+	def test_a_failed_files_restore_fails_its_step_after_the_database_restore(self):
+		bench = self.make_bench("frappe-bench")
+		self.make_site(bench, SITE)
+		local_dir = os.path.join(self.root, "backups")
+		manifest = self.make_backup(local_dir, encrypted=False)
+		# A private archive whose member would land outside the site: refused before unpacking.
+		private = next(artifact for artifact in manifest.artifacts if artifact.kind == PRIVATE_FILES)
+		path = os.path.join(local_dir, private.file_name)
+		with open(path, "wb") as handle:
+			handle.write(self.tar_bytes("/etc/cron.d/pwned"))
+		private.size, private.sha256 = os.path.getsize(path), checksums.sha256_file(path)
+		plan = build_restore_plan(
+			manifest, RestoreOptions(target_site=SITE, bench_path=bench, local_dir=local_dir)
+		)
+		result = self.run_script(plan, DB_ROOT_PASSWORD=ROOT_PASSWORD)
+		self.assertNotEqual(result.returncode, 0)
+		self.assertIn("has an absolute path", result.stderr)
+		self.assertIn("Restore stopped at step 6/10 (Restore the database and the files)", result.stderr)
+		self.assertIn("may be half-restored and stays in maintenance mode", result.stderr)
+		# The database restore ran to its end; nothing after the step did (no migrate).
+		self.assertEqual([call["argv"][2] for call in self.bench_calls(bench)], ["restore"])
+		with open(os.path.join(bench, "sites", SITE, "site_config.json")) as handle:
+			self.assertEqual(json.load(handle)["maintenance_mode"], 1)
+		with open(os.path.join(bench, "sites", "common_site_config.json")) as handle:
+			self.assertEqual(handle.read(), self.common_config)
 
 	def test_without_a_root_password_nothing_is_touched(self):
 		bench = self.make_bench("frappe-bench")

@@ -27,7 +27,7 @@ from backup_manager.core.manifest import (
 )
 from backup_manager.local_backup import PARTIAL_SUFFIX, file_tars_beside, get_backup_root, when_created
 from backup_manager.retention import apply_local_retention
-from backup_manager.run_log import save_log
+from backup_manager.run_log import insert_log, save_log
 from backup_manager.tests.utils import (
 	FrappeTestCase,
 	backup_dirs_on_disk,
@@ -438,6 +438,40 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 		self.assertIn("stopped without finishing", log.error_message)
 		self.assertNotIn(backup_id + PARTIAL_SUFFIX, backup_dirs_on_disk())
 		self.assertNotIn(backup_id, backup_dirs_on_disk())
+
+	def test_a_run_that_died_before_recording_its_finished_folder_leaves_no_folder(self):
+		# Killed between finishing its folder and saving the log: no log names that folder, so
+		# retention would never prune it. A dead Uploading run has recorded its folder and keeps it.
+		policy = make_policy("died before recording", with_files=0)
+		folders = {}
+		for status in ("Running", "Uploading"):
+			log = frappe.new_doc("Backup Log")
+			log.update(
+				{
+					"policy": policy.name,
+					"trigger": "CLI",
+					"site": frappe.local.site,
+					"status": status,
+					"queued_at": now_datetime(),
+					"started_at": now_datetime(),
+					"backup_id": f"20261203T0000{len(folders):02d}Z-died-{status.lower()}",
+				}
+			)
+			folder = os.path.join(get_backup_root(), log.backup_id)
+			os.makedirs(folder)
+			self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+			with open(os.path.join(folder, "database.sql.gz"), "wb") as handle:
+				handle.write(b"finished")
+			if status == "Uploading":
+				log.backup_dir = folder
+			insert_log(log)
+			folders[status] = (log.name, log.backup_id)
+
+		reaper.reap_dead_runs(policy=policy.name)
+		on_disk = backup_dirs_on_disk()
+		self.assertEqual(frappe.db.get_value("Backup Log", folders["Running"][0], "status"), "Failed")
+		self.assertNotIn(folders["Running"][1], on_disk)
+		self.assertIn(folders["Uploading"][1], on_disk)
 
 	def test_queued_run_whose_job_vanished_is_failed(self):
 		policy = make_policy("vanished", with_files=0)

@@ -27,6 +27,8 @@ STATUS_UNKNOWN = "unknown"
 BENCH_PYTHON = "./env/bin/python"
 OFFSITE_TOOL_MODULE = "backup_manager.core.offsite_tool"
 COMMON_CONFIG_PATH = "sites/common_site_config.json"
+# The shell variable holding the process id of the files being unpacked beside a database restore.
+FILES_RESTORE_PID = "FILES_RESTORE_PID"
 # Read by backup_manager.jobs.backup_before_migrate (the before_migrate hook); keep the two equal.
 SKIP_MIGRATE_BACKUP_ENV = "BACKUP_MANAGER_SKIP_MIGRATE_BACKUP"
 # The saved original sits next to the live file (same filesystem, same owner) under a dot name,

@@ -47,23 +47,35 @@ def build_restore_files_step(
 	options: RestoreOptions, paths: ResolvedPaths, half_restored: str
 ) -> PlanStep | None:
 	"""Unpack the public and private files archives with plain tar, each member checked first."""
+	command = build_restore_files_command(options, paths)
+	if not command:
+		return None
+	return PlanStep(
+		key="restore_files",
+		title="Restore the public and private files",
+		explanation=describe_files_restore(options.target_site),
+		commands=[command],
+		on_failure=half_restored,
+	)
+
+
+def build_restore_files_command(options: RestoreOptions, paths: ResolvedPaths) -> str:
+	"""The command unpacking the backup's file archives into the target site; "" when it has none."""
 	arguments = [options.target_site]
 	for kind, folder in ((PUBLIC_FILES, "public"), (PRIVATE_FILES, "private")):
 		if kind in paths.restore_paths:
 			arguments += [folder, paths.restore_paths[kind]]
 	if len(arguments) == 1:
-		return None
-	return PlanStep(
-		key="restore_files",
-		title="Restore the public and private files",
-		explanation=(
-			f"Unpacks the archives into sites/{options.target_site}/public/files and private/files with plain "
-			"tar, as bench restore --with-public-files/--with-private-files does (tar --strip-components, "
-			"files added since are kept), without first copying each archive into the site. Every member is "
-			"checked before anything is unpacked: it must lie under <site>/public/files or <site>/private/files "
-			"of one site, which may be named differently from this one; absolute paths, '..', links leading "
-			"elsewhere and devices stop the restore."
-		),
-		commands=[run_bench_python(arguments, RESTORE_FILES_SNIPPET)],
-		on_failure=half_restored,
+		return ""
+	return run_bench_python(arguments, RESTORE_FILES_SNIPPET)
+
+
+def describe_files_restore(target: str) -> str:
+	return (
+		f"Unpacks the archives into sites/{target}/public/files and private/files with plain "
+		"tar, as bench restore --with-public-files/--with-private-files does (tar --strip-components, "
+		"files added since are kept), without first copying each archive into the site. Every member is "
+		"checked before anything is unpacked: it must lie under <site>/public/files or <site>/private/files "
+		"of one site, which may be named differently from this one; absolute paths, '..', links leading "
+		"elsewhere and devices stop the restore."
 	)

@@ -11,6 +11,7 @@ from backup_manager.core.restore_plan.constants import (
 	COMMON_CONFIG_PATH,
 	CONTROL_CHARACTERS,
 	ENV_ALLOW_DOWNGRADE,
+	FILES_RESTORE_PID,
 )
 from backup_manager.core.restore_plan.model import PlanStep, RestorePlan
 
@@ -25,8 +26,15 @@ SHELL_PRELUDE = (
 	"PREPARED_DIR=",
 	"RESTORE_LOCK=",
 	"FAST_GUNZIP_DIR=",
+	f"{FILES_RESTORE_PID}=",
 	"on_exit() {",
 	"\tlocal status=$?",
+	# Files still being unpacked beside a failed database restore are waited for, never left running
+	# behind a script that has already said where it stopped.
+	f'\tif [ -n "${FILES_RESTORE_PID}" ]; then',
+	"\t\techo 'Waiting for the files being unpacked to finish...' >&2",
+	f'\t\twait "${FILES_RESTORE_PID}" 2>/dev/null || true',
+	"\tfi",
 	'\tif [ -n "$COMMON_CONFIG_ORIGINAL" ] && [ -f "$COMMON_CONFIG_ORIGINAL" ]; then',
 	f'\t\tmv -f -- "$COMMON_CONFIG_ORIGINAL" {COMMON_CONFIG_PATH}',
 	f"\t\techo 'Put back the original {COMMON_CONFIG_PATH}.' >&2",

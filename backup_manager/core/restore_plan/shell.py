@@ -21,3 +21,9 @@ def run_bench_python(arguments: list[str], program: str) -> str:
 		# The line would end the heredoc early and run the rest of the program as shell commands.
 		raise ValueError(f"A program run by the restore plan holds a line {SNIPPET_DELIMITER!r}")
 	return f"{BENCH_PYTHON} - {shlex.join(arguments)} <<'{SNIPPET_DELIMITER}'\n{program}{SNIPPET_DELIMITER}"
+
+
+def in_background(command: str) -> str:
+	"""`command` started in the background: `&` ends its first line (before a heredoc's body)."""
+	first, _, rest = command.partition("\n")
+	return f"{first} &" + (f"\n{rest}" if rest else "")

@@ -18,14 +18,20 @@ from backup_manager.core.restore_plan.constants import (
 	ENV_ALLOW_DOWNGRADE,
 	ENV_DB_ROOT_PASSWORD,
 	ENV_ENCRYPTION_KEY,
+	FILES_RESTORE_PID,
 	SAVED_COMMON_CONFIG_PATTERN,
 	SKIP_MIGRATE_BACKUP_ENV,
 )
 from backup_manager.core.restore_plan.model import PlanStep, RestoreOptions, StepsWithWarnings
 from backup_manager.core.restore_plan.paths import ResolvedPaths
-from backup_manager.core.restore_plan.program_steps import build_maintenance_step, build_restore_files_step
+from backup_manager.core.restore_plan.program_steps import (
+	build_maintenance_step,
+	build_restore_files_command,
+	build_restore_files_step,
+	describe_files_restore,
+)
 from backup_manager.core.restore_plan.programs import DATABASE_SECRETS_SNIPPET, SITE_KEYS_SNIPPET
-from backup_manager.core.restore_plan.shell import run_bench_python
+from backup_manager.core.restore_plan.shell import in_background, run_bench_python
 
 # The shell function of the script's prelude (render.SHELL_PRELUDE) that runs a bench command
 # with igzip or pigz standing in for Frappe's `gzip -cd DUMP`.
@@ -87,7 +93,9 @@ def _build_restore_steps(
 			build_restore_step(options, paths, half_restored),
 		]
 	result.steps.append(_build_restore_common_config_step())
-	files_step = build_restore_files_step(options, paths, half_restored)
+	# A same-site restore unpacks the files beside the database (build_restore_step); a new site's
+	# folder exists only once bench new-site has made it.
+	files_step = build_restore_files_step(options, paths, half_restored) if options.new_site else None
 	if files_step:
 		result.steps.append(files_step)
 	site_keys = build_site_keys_step(options, paths, half_restored)
@@ -177,7 +185,7 @@ def build_create_site_step(options: RestoreOptions, paths: ResolvedPaths) -> Pla
 
 
 def build_restore_step(options: RestoreOptions, paths: ResolvedPaths, half_restored: str) -> PlanStep:
-	"""bench restore of the database only; the files follow with plain tar."""
+	"""bench restore of the database only, with the file archives unpacked by plain tar beside it."""
 	target = options.target_site
 	arguments = [
 		"bench",
@@ -187,17 +195,38 @@ def build_restore_step(options: RestoreOptions, paths: ResolvedPaths, half_resto
 		paths.restore_paths[DATABASE],
 		*_get_root_flags(options),
 	]
+	database = FAST_GUNZIP + shlex.join(arguments) + f" ${{{ENV_ALLOW_DOWNGRADE}:+--force}} </dev/null"
+	explanation = (
+		f"Drops and re-creates the database of {target} from the dump. Its input is /dev/null, so a prompt "
+		"stops it instead of waiting: Frappe asks before restoring a backup of a newer Frappe; set "
+		f"{ENV_ALLOW_DOWNGRADE}=1 to pass --force and go on anyway. " + FAST_GUNZIP_NOTE
+	)
+	files = build_restore_files_command(options, paths)
+	if not files:
+		return PlanStep(
+			key="restore",
+			title="Restore the database",
+			explanation=explanation,
+			commands=[database],
+			on_failure=half_restored,
+		)
 	return PlanStep(
 		key="restore",
-		title="Restore the database",
+		title="Restore the database and the files",
 		explanation=(
-			f"Drops and re-creates the database of {target} from the dump. Its input is /dev/null, so a prompt "
-			"stops it instead of waiting: Frappe asks before restoring a backup of a newer Frappe; set "
-			f"{ENV_ALLOW_DOWNGRADE}=1 to pass --force and go on anyway. The file archives are unpacked by the "
-			"plan's own step below, not by bench restore (which first copies each archive into the site). "
-			+ FAST_GUNZIP_NOTE
+			explanation
+			+ " The file archives are unpacked by the plan's own program, not by bench restore (which first "
+			"copies each archive into the site), started in the background before the database restore and "
+			f"waited for after it: neither reads what the other writes, and the site is in maintenance mode. "
+			f"{describe_files_restore(target)} If either fails, the step fails once both have ended."
 		),
-		commands=[FAST_GUNZIP + shlex.join(arguments) + f" ${{{ENV_ALLOW_DOWNGRADE}:+--force}} </dev/null"],
+		commands=[
+			in_background(files),
+			f"{FILES_RESTORE_PID}=$!",
+			database,
+			f'wait "${FILES_RESTORE_PID}"',
+			f"{FILES_RESTORE_PID}=",
+		],
 		on_failure=half_restored,
 	)
 
