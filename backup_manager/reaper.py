@@ -13,10 +13,17 @@ from frappe import _
 from frappe.utils import add_to_date, get_datetime, now_datetime
 
 from backup_manager.core import outcome
+from backup_manager.core.manifest import MANIFEST_FILE_NAME, Manifest
 from backup_manager.local_backup import PARTIAL_SUFFIX, get_backup_dir
 from backup_manager.locks import is_policy_locked
 from backup_manager.notifications import notify_run
-from backup_manager.run_log import ACTIVE_STATUSES, WAITING_FOR_SLOT, finish_log, run_job_id
+from backup_manager.run_log import (
+	ACTIVE_STATUSES,
+	WAITING_FOR_SLOT,
+	finish_log,
+	record_local_backup,
+	run_job_id,
+)
 
 # A queued run whose RQ job has vanished (Redis flushed, worker pool gone) is failed after this.
 LOST_QUEUED_RUN_MINUTES = 30
@@ -71,7 +78,9 @@ def why_run_is_dead(log_name: str, policy: str, status: str, queued_at: datetime
 def fail_dead_run(log, reason: str, now: datetime):
 	was_uploading = log.status == "Uploading"
 	if log.backup_id:
-		remove_unfinished_backup_dir(log.backup_id, recorded=bool(log.backup_dir))
+		remove_unfinished_backup_dir(log.backup_id)
+		if not log.backup_dir and adopt_finished_backup_dir(log):
+			reason += " " + _("Its backup folder was complete: it is kept, and listed on this log.")
 	log.error_class = "RunDied"
 	log.error_message = reason
 	final_status = outcome.FAILED
@@ -83,14 +92,32 @@ def fail_dead_run(log, reason: str, now: datetime):
 	notify_run(frappe.get_doc("Backup Policy", log.policy), log)
 
 
-def remove_unfinished_backup_dir(backup_id: str, *, recorded: bool):
-	"""Delete a dead run's partial folder, and its finished one if the run died before recording it
-	on the log (nothing else would ever prune a folder no log names)."""
-	folder = get_backup_dir(backup_id)
-	leftovers = [folder + PARTIAL_SUFFIX] if recorded else [folder + PARTIAL_SUFFIX, folder]
-	for unfinished in leftovers:
-		if os.path.isdir(unfinished):
-			shutil.rmtree(unfinished, ignore_errors=True)
+def remove_unfinished_backup_dir(backup_id: str):
+	unfinished = get_backup_dir(backup_id) + PARTIAL_SUFFIX
+	if os.path.isdir(unfinished):
+		shutil.rmtree(unfinished, ignore_errors=True)
+
+
+def adopt_finished_backup_dir(log) -> bool:
+	"""Record on `log` the finished folder of a run that died before recording it; True if there was one.
+
+	A folder gets its final name only once every artifact is checked and the manifest written, so
+	it is a complete backup. Its run died before saving it on the log (the run saves it with the
+	log's next write), or the database was restored from a dump taken while the run was going.
+	Recorded, it can be restored from this log (a restored database must never lose the very backup
+	it came from); it is never deleted here.
+	"""
+	folder = get_backup_dir(log.backup_id)
+	if not os.path.isdir(folder):
+		return False
+	try:
+		with open(os.path.join(folder, MANIFEST_FILE_NAME), encoding="utf-8") as handle:
+			manifest = Manifest.from_json(handle.read())
+	except (OSError, ValueError, TypeError, KeyError, AttributeError):
+		log.backup_dir = folder
+		return True
+	record_local_backup(log, folder, manifest)
+	return True
 
 
 def is_run_job_queued(log_name: str) -> bool:

@@ -20,9 +20,11 @@ from backup_manager import jobs, locks, migrate, notifications, reaper
 from backup_manager.core.checksums import sha256_file
 from backup_manager.core.manifest import (
 	DATABASE,
+	MANIFEST_FILE_NAME,
 	PRIVATE_FILES,
 	PUBLIC_FILES,
 	SITE_CONFIG,
+	Artifact,
 	Manifest,
 )
 from backup_manager.local_backup import PARTIAL_SUFFIX, file_tars_beside, get_backup_root, when_created
@@ -439,39 +441,47 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 		self.assertNotIn(backup_id + PARTIAL_SUFFIX, backup_dirs_on_disk())
 		self.assertNotIn(backup_id, backup_dirs_on_disk())
 
-	def test_a_run_that_died_before_recording_its_finished_folder_leaves_no_folder(self):
-		# Killed between finishing its folder and saving the log: no log names that folder, so
-		# retention would never prune it. A dead Uploading run has recorded its folder and keeps it.
+	def test_a_finished_folder_its_dead_run_never_recorded_is_kept_and_recorded(self):
+		# A run killed between finishing its folder and saving the log, or a database restored from
+		# a dump taken while the run was going: the folder is a complete backup (the very one a
+		# restore came from), so the reaper records it on the failed log instead of losing it.
 		policy = make_policy("died before recording", with_files=0)
-		folders = {}
-		for status in ("Running", "Uploading"):
-			log = frappe.new_doc("Backup Log")
-			log.update(
-				{
-					"policy": policy.name,
-					"trigger": "CLI",
-					"site": frappe.local.site,
-					"status": status,
-					"queued_at": now_datetime(),
-					"started_at": now_datetime(),
-					"backup_id": f"20261203T0000{len(folders):02d}Z-died-{status.lower()}",
-				}
-			)
-			folder = os.path.join(get_backup_root(), log.backup_id)
-			os.makedirs(folder)
-			self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
-			with open(os.path.join(folder, "database.sql.gz"), "wb") as handle:
-				handle.write(b"finished")
-			if status == "Uploading":
-				log.backup_dir = folder
-			insert_log(log)
-			folders[status] = (log.name, log.backup_id)
+		log = frappe.new_doc("Backup Log")
+		log.update(
+			{
+				"policy": policy.name,
+				"trigger": "CLI",
+				"site": frappe.local.site,
+				"status": "Running",
+				"queued_at": now_datetime(),
+				"started_at": now_datetime(),
+				"backup_id": "20261203T000000Z-died-before-recording",
+			}
+		)
+		folder = os.path.join(get_backup_root(), log.backup_id)
+		os.makedirs(folder)
+		self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+		dump = os.path.join(folder, "site-database.sql.gz")
+		with gzip.open(dump, "wb") as handle:
+			handle.write(b"-- a finished dump\n")
+		manifest = Manifest(
+			backup_id=log.backup_id,
+			site=frappe.local.site,
+			created_at="2026-12-03T00:00:00Z",
+			frappe_version=frappe.__version__,
+			artifacts=[Artifact(DATABASE, "site-database.sql.gz", os.path.getsize(dump), sha256_file(dump))],
+		)
+		with open(os.path.join(folder, MANIFEST_FILE_NAME), "w") as handle:
+			handle.write(manifest.to_json())
+		insert_log(log)
 
 		reaper.reap_dead_runs(policy=policy.name)
-		on_disk = backup_dirs_on_disk()
-		self.assertEqual(frappe.db.get_value("Backup Log", folders["Running"][0], "status"), "Failed")
-		self.assertNotIn(folders["Running"][1], on_disk)
-		self.assertIn(folders["Uploading"][1], on_disk)
+		log.reload()
+		self.assertEqual((log.status, log.error_class), ("Failed", "RunDied"))
+		self.assertIn("Its backup folder was complete", log.error_message)
+		self.assertIn(log.backup_id, backup_dirs_on_disk())
+		self.assertEqual(log.backup_dir, folder)
+		self.assertEqual([(row.kind, row.sha256) for row in log.artifacts], [(DATABASE, sha256_file(dump))])
 
 	def test_queued_run_whose_job_vanished_is_failed(self):
 		policy = make_policy("vanished", with_files=0)
