@@ -40,6 +40,7 @@ from backup_manager.core.encryption import encrypt_file_in_place, is_gpg_encrypt
 from backup_manager.core.errors import ArtifactError
 from backup_manager.core.manifest import (
 	DATABASE,
+	MANIFEST_FILE_NAME,
 	MANIFEST_KEY_CONFIG,
 	PRIVATE_FILES,
 	PUBLIC_FILES,
@@ -133,6 +134,11 @@ def take_backup(
 		manifest = _write_artifacts(request, work_dir, receivers, reporter)
 		for receiver in receivers:
 			receiver.wait()
+		# The folder describes itself, as an offsite copy does: a log lost with its run (killed
+		# before saving it, or a database restored from a dump taken during the run) is rebuilt
+		# from it (reaper.adopt_finished_backup_dir).
+		with open(os.path.join(work_dir, MANIFEST_FILE_NAME), "w", encoding="utf-8") as handle:
+			handle.write(manifest.to_json())
 		restrict_tree(work_dir)
 		os.rename(work_dir, final_dir)
 	except BaseException:

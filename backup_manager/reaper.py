@@ -13,10 +13,13 @@ from frappe import _
 from frappe.utils import add_to_date, get_datetime, now_datetime
 
 from backup_manager.core import outcome
-from backup_manager.core.manifest import MANIFEST_FILE_NAME, Manifest
+from backup_manager.core.errors import ManifestNotAuthentic
+from backup_manager.core.manifest import MANIFEST_FILE_NAME, load_authenticated_manifest
 from backup_manager.local_backup import PARTIAL_SUFFIX, get_backup_dir
 from backup_manager.locks import is_policy_locked
+from backup_manager.manifest_key import get_manifest_key
 from backup_manager.notifications import notify_run
+from backup_manager.offsite import get_policy_destinations
 from backup_manager.run_log import (
 	ACTIVE_STATUSES,
 	WAITING_FOR_SLOT,
@@ -77,10 +80,18 @@ def why_run_is_dead(log_name: str, policy: str, status: str, queued_at: datetime
 
 def fail_dead_run(log, reason: str, now: datetime):
 	was_uploading = log.status == "Uploading"
+	policy = frappe.get_doc("Backup Policy", log.policy)
 	if log.backup_id:
 		remove_unfinished_backup_dir(log.backup_id)
 		if not log.backup_dir and adopt_finished_backup_dir(log):
-			reason += " " + _("Its backup folder was complete: it is kept, and listed on this log.")
+			finish_adopted_run(log, policy, now)
+			notify_run(policy, log)
+			return
+		if log.backup_dir:
+			reason += " " + _(
+				"Its backup folder is kept and listed on this log, but it does not hold the complete "
+				"backup its manifest describes: do not restore from it."
+			)
 	log.error_class = "RunDied"
 	log.error_message = reason
 	final_status = outcome.FAILED
@@ -89,7 +100,27 @@ def fail_dead_run(log, reason: str, now: datetime):
 		log.next_upload_retry_at = now
 		final_status = outcome.interrupted_run_status(log.uploads)
 	finish_log(log, final_status)
-	notify_run(frappe.get_doc("Backup Policy", log.policy), log)
+	notify_run(policy, log)
+
+
+def finish_adopted_run(log, policy, now: datetime):
+	"""End a dead run whose complete local backup was just recorded from its folder.
+
+	Its local part is done: Success when the policy has no destination, else Failed with its upload
+	retried on the next tick, as for a run that died while uploading.
+	"""
+	log.error_message = _(
+		"The run's process stopped after its backup was complete and checked, before recording it on "
+		"this log (or the database was restored from a dump taken during this run). The backup was "
+		"recorded from its folder."
+	)
+	if not get_policy_destinations(policy):
+		finish_log(log, outcome.SUCCESS)
+		return
+	log.error_class = "RunDied"
+	log.error_message += " " + _("Its upload starts again on the next tick.")
+	log.next_upload_retry_at = now
+	finish_log(log, outcome.FAILED)
 
 
 def remove_unfinished_backup_dir(backup_id: str):
@@ -99,25 +130,34 @@ def remove_unfinished_backup_dir(backup_id: str):
 
 
 def adopt_finished_backup_dir(log) -> bool:
-	"""Record on `log` the finished folder of a run that died before recording it; True if there was one.
+	"""Record on `log` the finished folder of a run that died before recording it; True if it holds
+	the complete backup its manifest describes.
 
-	A folder gets its final name only once every artifact is checked and the manifest written, so
-	it is a complete backup. Its run died before saving it on the log (the run saves it with the
-	log's next write), or the database was restored from a dump taken while the run was going.
-	Recorded, it can be restored from this log (a restored database must never lose the very backup
-	it came from); it is never deleted here.
+	A folder gets its final name only once every artifact is checked and the manifest written. Its
+	run died before saving it on the log (the run saves it with the log's next write), or the
+	database was restored from a dump taken while the run was going. Either way the folder is kept
+	and recorded (a restored database must never lose the very backup it came from).
 	"""
 	folder = get_backup_dir(log.backup_id)
 	if not os.path.isdir(folder):
 		return False
+	log.backup_dir = folder
 	try:
-		with open(os.path.join(folder, MANIFEST_FILE_NAME), encoding="utf-8") as handle:
-			manifest = Manifest.from_json(handle.read())
-	except (OSError, ValueError, TypeError, KeyError, AttributeError):
-		log.backup_dir = folder
-		return True
-	record_local_backup(log, folder, manifest)
-	return True
+		with open(os.path.join(folder, MANIFEST_FILE_NAME), "rb") as handle:
+			raw = handle.read()
+		# Only a manifest signed with this site's key, for this site and backup, is recorded.
+		manifest, _status = load_authenticated_manifest(
+			raw, get_manifest_key(), site=frappe.local.site, backup_id=log.backup_id
+		)
+		complete = bool(manifest.artifacts) and all(
+			os.path.getsize(os.path.join(folder, os.path.basename(artifact.file_name))) == artifact.size
+			for artifact in manifest.artifacts
+		)
+	except (OSError, TypeError, ManifestNotAuthentic):
+		return False
+	if complete:
+		record_local_backup(log, folder, manifest)
+	return complete
 
 
 def is_run_job_queued(log_name: str) -> bool:

@@ -75,3 +75,13 @@ def describe_file_records(marker: str) -> list[dict]:
 			}
 		)
 	return described
+
+
+def describe_backup_log(name: str) -> dict:
+	"""A Backup Log's status and message, and whether the folder it records is on disk."""
+	log = frappe.db.get_value("Backup Log", name, ["status", "backup_dir", "error_message"], as_dict=True)
+	return {
+		"status": log.status,
+		"folder_on_disk": bool(log.backup_dir) and os.path.isdir(log.backup_dir),
+		"error_message": log.error_message,
+	}

@@ -1,5 +1,6 @@
 """A policy run end to end, in a real bench: real new_backup, MariaDB, RQ workers and files."""
 
+import dataclasses
 import gzip
 import json
 import os
@@ -28,6 +29,7 @@ from backup_manager.core.manifest import (
 	Manifest,
 )
 from backup_manager.local_backup import PARTIAL_SUFFIX, file_tars_beside, get_backup_root, when_created
+from backup_manager.manifest_key import sign
 from backup_manager.retention import apply_local_retention
 from backup_manager.run_log import insert_log, save_log
 from backup_manager.tests.utils import (
@@ -444,44 +446,103 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 	def test_a_finished_folder_its_dead_run_never_recorded_is_kept_and_recorded(self):
 		# A run killed between finishing its folder and saving the log, or a database restored from
 		# a dump taken while the run was going: the folder is a complete backup (the very one a
-		# restore came from), so the reaper records it on the failed log instead of losing it.
+		# restore came from), so the reaper records it from its signed manifest.json.
 		policy = make_policy("died before recording", with_files=0)
-		log = frappe.new_doc("Backup Log")
-		log.update(
-			{
-				"policy": policy.name,
-				"trigger": "CLI",
-				"site": frappe.local.site,
-				"status": "Running",
-				"queued_at": now_datetime(),
-				"started_at": now_datetime(),
-				"backup_id": "20261203T000000Z-died-before-recording",
-			}
-		)
-		folder = os.path.join(get_backup_root(), log.backup_id)
-		os.makedirs(folder)
-		self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
-		dump = os.path.join(folder, "site-database.sql.gz")
-		with gzip.open(dump, "wb") as handle:
-			handle.write(b"-- a finished dump\n")
-		manifest = Manifest(
-			backup_id=log.backup_id,
-			site=frappe.local.site,
-			created_at="2026-12-03T00:00:00Z",
-			frappe_version=frappe.__version__,
-			artifacts=[Artifact(DATABASE, "site-database.sql.gz", os.path.getsize(dump), sha256_file(dump))],
-		)
-		with open(os.path.join(folder, MANIFEST_FILE_NAME), "w") as handle:
-			handle.write(manifest.to_json())
-		insert_log(log)
 
-		reaper.reap_dead_runs(policy=policy.name)
-		log.reload()
-		self.assertEqual((log.status, log.error_class), ("Failed", "RunDied"))
-		self.assertIn("Its backup folder was complete", log.error_message)
+		def dead_run_with_folder(backup_id: str, describe, policy=policy) -> tuple:
+			folder = os.path.join(get_backup_root(), backup_id)
+			os.makedirs(folder)
+			self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+			dump = os.path.join(folder, "site-database.sql.gz")
+			with gzip.open(dump, "wb") as handle:
+				handle.write(b"-- a finished dump\n")
+			artifact = Artifact(DATABASE, "site-database.sql.gz", os.path.getsize(dump), sha256_file(dump))
+			manifest = Manifest(
+				backup_id=backup_id,
+				site=frappe.local.site,
+				created_at="2026-12-03T00:00:00Z",
+				frappe_version=frappe.__version__,
+				artifacts=[artifact],
+			)
+			with open(os.path.join(folder, MANIFEST_FILE_NAME), "w") as handle:
+				handle.write(describe(manifest))
+			log = frappe.new_doc("Backup Log")
+			log.update(
+				{
+					"policy": policy.name,
+					"trigger": "CLI",
+					"site": frappe.local.site,
+					"status": "Running",
+					"queued_at": now_datetime(),
+					"started_at": now_datetime(),
+					"backup_id": backup_id,
+				}
+			)
+			insert_log(log)
+			reaper.reap_dead_runs(policy=policy.name)
+			log.reload()
+			return log, folder, artifact
+
+		log, folder, artifact = dead_run_with_folder(
+			"20261203T000000Z-died-before-recording", lambda manifest: sign(manifest).to_json()
+		)
+		# The policy has no destination: the run's work was done, so it is the Success it would
+		# have been (no false alarm after a same-site restore), with the reason on the log.
+		self.assertEqual(log.status, "Success")
+		self.assertIn("before recording it on this log", log.error_message)
 		self.assertIn(log.backup_id, backup_dirs_on_disk())
 		self.assertEqual(log.backup_dir, folder)
-		self.assertEqual([(row.kind, row.sha256) for row in log.artifacts], [(DATABASE, sha256_file(dump))])
+		self.assertEqual([(row.kind, row.sha256) for row in log.artifacts], [(DATABASE, artifact.sha256)])
+		self.assertEqual(frappe.db.get_value("Backup Policy", policy.name, "last_status"), "Success")
+
+		# With a destination, the local part is done but the offsite copy is not: Failed, with the
+		# upload retried by the next tick, as for a run that died while uploading. (The destination
+		# is never contacted here.)
+		destination = frappe.get_doc(
+			{
+				"doctype": "Backup Destination",
+				"destination_name": "_Test BM Dest died before uploading",
+				"provider": "MinIO",
+				"endpoint_url": "http://127.0.0.1:1",
+				"bucket": "unused",
+				"access_key_id": "unused",
+				"secret_access_key": "unused-secret",
+			}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+		self.addCleanup(frappe.db.commit)
+		self.addCleanup(frappe.delete_doc, "Backup Destination", destination.name, force=True)
+		with_destination = make_policy(
+			"died before uploading", with_files=0, destinations=[{"destination": destination.name}]
+		)
+		log, folder, artifact = dead_run_with_folder(
+			"20261203T000003Z-died-before-uploading",
+			lambda manifest: sign(manifest).to_json(),
+			policy=with_destination,
+		)
+		self.assertEqual((log.status, log.error_class), ("Failed", "RunDied"))
+		self.assertIn("Its upload starts again on the next tick", log.error_message)
+		self.assertIsNotNone(log.next_upload_retry_at)
+		self.assertEqual((log.backup_dir, len(log.artifacts)), (folder, 1))
+
+		# A folder that does not hold what its manifest lists, or whose manifest this site did not
+		# sign, is kept and listed on the failed log, never called good.
+		for backup_id, describe in (
+			(
+				"20261203T000001Z-died-with-a-short-file",
+				lambda manifest: sign(
+					dataclasses.replace(
+						manifest, artifacts=[dataclasses.replace(manifest.artifacts[0], size=999)]
+					)
+				).to_json(),
+			),
+			("20261203T000002Z-died-with-an-unsigned-manifest", lambda manifest: manifest.to_json()),
+		):
+			log, folder, _artifact = dead_run_with_folder(backup_id, describe)
+			self.assertEqual((log.status, log.error_class), ("Failed", "RunDied"), backup_id)
+			self.assertIn("do not restore from it", log.error_message)
+			self.assertEqual((log.backup_dir, list(log.artifacts)), (folder, []))
+			self.assertIn(backup_id, backup_dirs_on_disk())
 
 	def test_queued_run_whose_job_vanished_is_failed(self):
 		policy = make_policy("vanished", with_files=0)

@@ -207,6 +207,17 @@ class TestRestoreExecution(FrappeTestCase):
 			),
 			expected,
 		)
+		# The restored database shows the backup's own run as Running: its dump was taken during it.
+		describe_log = "backup_manager.tests.restore_checks.describe_backup_log"
+		self.assertEqual(site_execute(new_site, describe_log, name=same_site_log)["status"], "Running")
+		# The next run finds no process behind that log and its folder complete: the log becomes the
+		# Success it was (no false failure alert), and the backup the site came from is kept.
+		run = site_command(new_site, "backup-manager", "run", "--policy", "Restore Test")
+		self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+		restored_log = site_execute(new_site, describe_log, name=same_site_log)
+		self.assertEqual(
+			(restored_log["status"], restored_log["folder_on_disk"]), ("Success", True), restored_log
+		)
 
 	def test_sh_plan_restores_a_new_site_from_the_s3_server(self):
 		if not S3_ENDPOINT:
