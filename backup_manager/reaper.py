@@ -83,15 +83,13 @@ def fail_dead_run(log, reason: str, now: datetime):
 	policy = frappe.get_doc("Backup Policy", log.policy)
 	if log.backup_id:
 		remove_unfinished_backup_dir(log.backup_id)
-		if not log.backup_dir and adopt_finished_backup_dir(log):
+		problem = "" if log.backup_dir else adopt_finished_backup_dir(log)
+		if problem is None:
 			finish_adopted_run(log, policy, now)
 			notify_run(policy, log)
 			return
-		if log.backup_dir:
-			reason += " " + _(
-				"Its backup folder is kept and listed on this log, but it does not hold the complete "
-				"backup its manifest describes: do not restore from it."
-			)
+		if problem:
+			reason += " " + _("Its backup folder is kept and listed on this log, but {0}.").format(problem)
 	log.error_class = "RunDied"
 	log.error_message = reason
 	final_status = outcome.FAILED
@@ -129,9 +127,11 @@ def remove_unfinished_backup_dir(backup_id: str):
 		shutil.rmtree(unfinished, ignore_errors=True)
 
 
-def adopt_finished_backup_dir(log) -> bool:
-	"""Record on `log` the finished folder of a run that died before recording it; True if it holds
-	the complete backup its manifest describes.
+def adopt_finished_backup_dir(log) -> str | None:
+	"""Record on `log` the finished folder of a run that died before recording it.
+
+	Returns None when the folder holds the complete backup its manifest describes (recorded as
+	such), "" when there is no folder, else why the folder, kept and listed, is not trusted.
 
 	A folder gets its final name only once every artifact is checked and the manifest written. Its
 	run died before saving it on the log (the run saves it with the log's next write), or the
@@ -140,10 +140,13 @@ def adopt_finished_backup_dir(log) -> bool:
 	"""
 	folder = get_backup_dir(log.backup_id)
 	if not os.path.isdir(folder):
-		return False
+		return ""
 	log.backup_dir = folder
+	manifest_path = os.path.join(folder, MANIFEST_FILE_NAME)
+	if not os.path.isfile(manifest_path):
+		return _("it holds no manifest.json (taken before Backup Manager wrote one), so it was not checked")
 	try:
-		with open(os.path.join(folder, MANIFEST_FILE_NAME), "rb") as handle:
+		with open(manifest_path, "rb") as handle:
 			raw = handle.read()
 		# Only a manifest signed with this site's key, for this site and backup, is recorded.
 		manifest, _status = load_authenticated_manifest(
@@ -153,11 +156,14 @@ def adopt_finished_backup_dir(log) -> bool:
 			os.path.getsize(os.path.join(folder, os.path.basename(artifact.file_name))) == artifact.size
 			for artifact in manifest.artifacts
 		)
-	except (OSError, TypeError, ManifestNotAuthentic):
-		return False
-	if complete:
-		record_local_backup(log, folder, manifest)
-	return complete
+	except ManifestNotAuthentic:
+		return _("its manifest.json is not one this site signed for this backup: do not restore from it")
+	except (OSError, TypeError):
+		complete = False
+	if not complete:
+		return _("its files are not the ones its manifest.json lists: do not restore from it")
+	record_local_backup(log, folder, manifest)
+	return None
 
 
 def is_run_job_queued(log_name: str) -> bool:

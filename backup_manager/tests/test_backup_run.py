@@ -464,8 +464,10 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 				frappe_version=frappe.__version__,
 				artifacts=[artifact],
 			)
-			with open(os.path.join(folder, MANIFEST_FILE_NAME), "w") as handle:
-				handle.write(describe(manifest))
+			written = describe(manifest)
+			if written is not None:
+				with open(os.path.join(folder, MANIFEST_FILE_NAME), "w") as handle:
+					handle.write(written)
 			log = frappe.new_doc("Backup Log")
 			log.update(
 				{
@@ -527,7 +529,7 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 
 		# A folder that does not hold what its manifest lists, or whose manifest this site did not
 		# sign, is kept and listed on the failed log, never called good.
-		for backup_id, describe in (
+		for backup_id, describe, why in (
 			(
 				"20261203T000001Z-died-with-a-short-file",
 				lambda manifest: sign(
@@ -535,12 +537,19 @@ class TestSchedulingAndConcurrency(BackupRunTestCase):
 						manifest, artifacts=[dataclasses.replace(manifest.artifacts[0], size=999)]
 					)
 				).to_json(),
+				"its files are not the ones its manifest.json lists: do not restore from it",
 			),
-			("20261203T000002Z-died-with-an-unsigned-manifest", lambda manifest: manifest.to_json()),
+			(
+				"20261203T000002Z-died-with-an-unsigned-manifest",
+				lambda manifest: manifest.to_json(),
+				"is not one this site signed for this backup: do not restore from it",
+			),
+			# A folder of a version that wrote no manifest: kept and listed, not judged.
+			("20261203T000004Z-died-without-a-manifest", lambda manifest: None, "holds no manifest.json"),
 		):
 			log, folder, _artifact = dead_run_with_folder(backup_id, describe)
 			self.assertEqual((log.status, log.error_class), ("Failed", "RunDied"), backup_id)
-			self.assertIn("do not restore from it", log.error_message)
+			self.assertIn(why, log.error_message)
 			self.assertEqual((log.backup_dir, list(log.artifacts)), (folder, []))
 			self.assertIn(backup_id, backup_dirs_on_disk())
 
