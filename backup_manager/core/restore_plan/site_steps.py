@@ -201,33 +201,25 @@ def build_restore_step(options: RestoreOptions, paths: ResolvedPaths, half_resto
 		"stops it instead of waiting: Frappe asks before restoring a backup of a newer Frappe; set "
 		f"{ENV_ALLOW_DOWNGRADE}=1 to pass --force and go on anyway. " + FAST_GUNZIP_NOTE
 	)
+	title, commands = "Restore the database", [database]
 	files = build_restore_files_command(options, paths)
-	if not files:
-		return PlanStep(
-			key="restore",
-			title="Restore the database",
-			explanation=explanation,
-			commands=[database],
-			on_failure=half_restored,
-		)
-	return PlanStep(
-		key="restore",
-		title="Restore the database and the files",
-		explanation=(
-			explanation
-			+ " The file archives are unpacked by the plan's own program, not by bench restore (which first "
+	if files:
+		title = "Restore the database and the files"
+		explanation += (
+			" The file archives are unpacked by the plan's own program, not by bench restore (which first "
 			"copies each archive into the site), started in the background before the database restore and "
-			f"waited for after it: neither reads what the other writes, and the site is in maintenance mode. "
+			"waited for after it: neither reads what the other writes, and the site is in maintenance mode. "
 			f"{describe_files_restore(target)} If either fails, the step fails once both have ended."
-		),
-		commands=[
+		)
+		commands = [
 			in_background(files),
 			f"{FILES_RESTORE_PID}=$!",
 			database,
 			f'wait "${FILES_RESTORE_PID}"',
 			f"{FILES_RESTORE_PID}=",
-		],
-		on_failure=half_restored,
+		]
+	return PlanStep(
+		key="restore", title=title, explanation=explanation, commands=commands, on_failure=half_restored
 	)
 
 
