@@ -373,6 +373,40 @@ def restore_plan(context, backup_log, new_site, destination, output_format, prod
 		click.echo(render_plan(plan, output_format), nl=False)
 
 
+@backup_manager.command("restore-and-migrate")
+@click.argument("dump")
+@click.option(
+	"--site-config",
+	"site_config",
+	help="The backup's site_config_backup.json: its encryption_key is carried before the migrate",
+)
+@click.option("--db-root-username", help="Database root user (default: root, or root_login in the config)")
+@click.option("--force", is_flag=True, help="Restore a backup of a newer Frappe (bench restore --force)")
+@pass_context
+def restore_and_migrate(context, dump, site_config, db_root_username, force):
+	"""The restore plan's same-site step: bench restore DUMP, the key carried, bench migrate, in one process.
+
+	The database root password comes from the site or common config, else from $DB_ROOT_PASSWORD.
+	"""
+	from backup_manager.site_restore import (
+		SiteRestoreError,
+		carry_site_keys,
+		migrate_site,
+		restore_database,
+	)
+
+	site = get_site(context)
+	try:
+		click.secho(f"Restoring the database of {site} (bench restore)", fg="green")
+		restore_database(site=site, dump=dump, db_root_username=db_root_username, force=force)
+		if site_config:
+			click.secho("Carrying the original site's encryption key", fg="green")
+			click.echo(carry_site_keys(site=site, backup_config_path=site_config), nl=False)
+		migrate_site()
+	except SiteRestoreError as exc:
+		fail(str(exc))
+
+
 @backup_manager.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON")
 def status(as_json):

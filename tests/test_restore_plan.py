@@ -52,6 +52,7 @@ ORIGINAL_SITE_KEY = "k3Vx0m2Q8rLq5eJ9nT1uYb6wZc4hGd7sPa0fXo2iRlM="
 BACKUP_KEY = "backup-key-Qm9vYmFyLXNlY3JldC1rZXktdmFsdWU"
 ROOT_PASSWORD = "root-pw-7f3a9c1e5b"
 TEST_PYTHON = sys.executable
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASH = shutil.which("bash") or "/bin/bash"
 
 
@@ -138,6 +139,15 @@ def first_line(plan, key: str, index: int = 0) -> str:
 def database_restore_command(plan) -> str:
 	"""The bench command of the restore step (a same-site restore also starts the files beside it)."""
 	return next(command for command in commands_of(plan, "restore") if " bench --site " in command)
+
+
+def restore_and_migrate(dump: str, site_config: str | None = None) -> str:
+	"""The same-site restore step's command: bench restore + key + bench migrate in one process."""
+	config = f" --site-config {site_config}" if site_config else ""
+	return (
+		f"with_fast_gunzip bench --site {SITE} backup-manager restore-and-migrate {dump}{config} "
+		"${ALLOW_DOWNGRADE:+--force} </dev/null"
+	)
 
 
 def files_first_line(plan) -> str:
@@ -267,24 +277,28 @@ class TestStepLists(unittest.TestCase):
 				"database_secrets",
 				"maintenance_on",
 				"restore",
-				"restore_common_config",
-				"site_keys",
-				"migrate",
 				"maintenance_off",
 			],
 		)
+		# bench restore, the key carried and bench migrate run in one bench process.
 		self.assertEqual(
 			commands_of(plan, "restore"),
 			[
-				f"with_fast_gunzip bench --site {SITE} restore {LOCAL_DIR}/{FILE_PREFIX}-database.sql.gz ${{ALLOW_DOWNGRADE:+--force}} </dev/null"
+				restore_and_migrate(
+					f"{LOCAL_DIR}/{FILE_PREFIX}-database.sql.gz",
+					f"{LOCAL_DIR}/{FILE_PREFIX}-site_config_backup.json",
+				)
 			],
 		)
+		self.assertEqual(
+			next(step.title for step in plan.steps if step.key == "restore"),
+			"Restore the database, then migrate",
+		)
+		# The root password is only checked for: the restore hands it over in its own process.
+		self.assertEqual(first_line(plan, "database_secrets"), f"./env/bin/python - {SITE} check <<'PY'")
+		self.assertNotIn("COMMON_CONFIG_ORIGINAL=$(mktemp", all_commands(plan))
 		# Maintenance mode is written by a program, not by starting bench.
 		self.assertEqual(first_line(plan, "maintenance_on"), f"./env/bin/python - {SITE} 1 <<'PY'")
-		self.assertEqual(
-			commands_of(plan, "migrate"),
-			[f"BACKUP_MANAGER_SKIP_MIGRATE_BACKUP=1 bench --site {SITE} migrate"],
-		)
 		self.assertEqual(first_line(plan, "maintenance_off"), f"./env/bin/python - {SITE} 0 <<'PY'")
 		self.assertIn('config["maintenance_mode"] = state', commands_of(plan, "maintenance_off")[0])
 		self.assertEqual(commands_of(plan, "bench")[0], f"cd {BENCH}")
@@ -307,8 +321,10 @@ class TestStepLists(unittest.TestCase):
 			commands[1:],
 			[
 				"FILES_RESTORE_PID=$!",
-				f"with_fast_gunzip bench --site {SITE} restore {LOCAL_DIR}/{FILE_PREFIX}-database.sql.gz "
-				"${ALLOW_DOWNGRADE:+--force} </dev/null",
+				restore_and_migrate(
+					f"{LOCAL_DIR}/{FILE_PREFIX}-database.sql.gz",
+					f"{LOCAL_DIR}/{FILE_PREFIX}-site_config_backup.json",
+				),
 				'wait "$FILES_RESTORE_PID"',
 				"FILES_RESTORE_PID=",
 			],
@@ -319,21 +335,10 @@ class TestStepLists(unittest.TestCase):
 			f"private {LOCAL_DIR}/{FILE_PREFIX}-private-files.tar <<'PY' &",
 		)
 		self.assertTrue(commands[0].endswith("\nPY"))
-		self.assertEqual(step_keys(plan)[5:8], ["restore", "restore_common_config", "site_keys"])
+		self.assertEqual(step_keys(plan)[5:], ["restore", "maintenance_off"])
 		self.assertEqual(
 			next(step.title for step in plan.steps if step.key == "restore"),
-			"Restore the database and the files",
-		)
-		self.assertEqual(
-			commands_of(plan, "site_keys")[0].split("\n", 1)[0],
-			f"./env/bin/python - {LOCAL_DIR}/{FILE_PREFIX}-site_config_backup.json {SITE} 0 0 <<'PY'",
-		)
-		self.assertEqual(
-			commands_of(plan, "restore_common_config"),
-			[
-				'mv -f -- "$COMMON_CONFIG_ORIGINAL" sites/common_site_config.json',
-				"COMMON_CONFIG_ORIGINAL=",
-			],
+			"Restore the database and the files, then migrate",
 		)
 
 	def test_encrypted_backup_is_decrypted_before_the_restore(self):
@@ -348,9 +353,6 @@ class TestStepLists(unittest.TestCase):
 				"database_secrets",
 				"maintenance_on",
 				"restore",
-				"restore_common_config",
-				"site_keys",
-				"migrate",
 				"maintenance_off",
 				"cleanup",
 			],
@@ -379,7 +381,7 @@ class TestStepLists(unittest.TestCase):
 		)
 		self.assertEqual(
 			database_restore_command(plan),
-			f"with_fast_gunzip bench --site {SITE} restore {PREPARED}/database.sql.gz ${{ALLOW_DOWNGRADE:+--force}} </dev/null",
+			restore_and_migrate(f"{PREPARED}/database.sql.gz", f"{PREPARED}/site_config.json"),
 		)
 		self.assertEqual(
 			files_first_line(plan),
@@ -515,7 +517,9 @@ class TestStepLists(unittest.TestCase):
 		)
 		# The download tool verified every file: the plan compares manifests instead of hashing again.
 		self.assertTrue(first_line(plan, "verify").startswith(f"./env/bin/python - {WORK_DIR} downloaded "))
-		self.assertIn(f"restore {WORK_DIR}/{FILE_PREFIX}-database.sql.gz", database_restore_command(plan))
+		self.assertIn(
+			f"restore-and-migrate {WORK_DIR}/{FILE_PREFIX}-database.sql.gz", database_restore_command(plan)
+		)
 		required = [env_var.name for env_var in plan.env_vars if env_var.required]
 		self.assertEqual(required, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "BACKUP_MANIFEST_KEY"])
 
@@ -569,7 +573,7 @@ class TestStepLists(unittest.TestCase):
 			commands_of(plan, "prepare_files")[4:],
 			[f"ln -sf -- '{local_dir}/{FILE_PREFIX}-database.sql.gz' {PREPARED}/database.sql.gz"],
 		)
-		self.assertIn(f"restore {PREPARED}/database.sql.gz ", database_restore_command(plan))
+		self.assertIn(f"restore-and-migrate {PREPARED}/database.sql.gz ", database_restore_command(plan))
 		self.assertEqual(
 			files_first_line(plan),
 			f"./env/bin/python - {SITE} public '{local_dir}/{FILE_PREFIX}-files.tar.gz' "
@@ -727,10 +731,13 @@ args = sys.argv[1:]
 site = None
 if args[:1] == ["--site"]:
 	site, args = args[1], args[2:]
+# The command's name: `restore`, or `restore-and-migrate` for `backup-manager restore-and-migrate`.
+command = args[1] if args[:1] == ["backup-manager"] else (args[0] if args else "")
 common = json.load(open("sites/common_site_config.json"))
 record = {
 	"argv": sys.argv[1:],
 	"root_password_set": "root_password" in common,
+	"root_password_in_environment": bool(os.environ.get("DB_ROOT_PASSWORD")),
 	"admin_password_set": "admin_password" in common,
 	"skip_migrate_backup": os.environ.get("BACKUP_MANAGER_SKIP_MIGRATE_BACKUP"),
 }
@@ -756,6 +763,19 @@ elif args[:1] in (["restore"], ["partial-restore"]):
 		if flag in args:
 			path = args[args.index(flag) + 1]
 			record[flag] = sorted(tarfile.open(path).getnames())
+elif command == "restore-and-migrate":
+	# Backup Manager's command: Frappe's restore, the key carried by the plan's own site_keys
+	# program (the real command runs the same text), Frappe's migrate.
+	with open(args[2], "rb") as handle:
+		record["database_is_plain_gzip"] = handle.read(2) == b"\x1f\x8b"
+	read_like_frappe(args[2])
+	if "--site-config" in args and os.environ.get("FAKE_BENCH_FAIL") != command:
+		sys.path.insert(0, REPO)
+		from backup_manager.core.restore_plan.programs import SITE_KEYS_SNIPPET
+		subprocess.run(
+			[sys.executable, "-", args[args.index("--site-config") + 1], site, "0", "0"],
+			input=SITE_KEYS_SNIPPET, text=True, check=True,
+		)
 elif args[:1] == ["set-maintenance-mode"]:
 	config_path = os.path.join("sites", site, "site_config.json")
 	config = json.load(open(config_path))
@@ -763,9 +783,9 @@ elif args[:1] == ["set-maintenance-mode"]:
 	json.dump(config, open(config_path, "w"))
 with open("bench-calls.jsonl", "a") as handle:
 	handle.write(json.dumps(record) + "\n")
-if os.environ.get("FAKE_BENCH_FAIL") in args[:1]:
+if os.environ.get("FAKE_BENCH_FAIL") in (command,):
 	sys.exit(1)
-if os.environ.get("FAKE_BENCH_KILL") in args[:1]:
+if os.environ.get("FAKE_BENCH_KILL") in (command,):
 	# SIGKILL the restore script itself (this process's parent): no trap runs.
 	import signal
 	os.kill(os.getppid(), signal.SIGKILL)
@@ -787,7 +807,9 @@ if os.environ.get("FAKE_BENCH_KILL") in args[:1]:
 		)
 		self.bin_dir = os.path.join(self.root, "bin")
 		os.mkdir(self.bin_dir)
-		self.write_executable(os.path.join(self.bin_dir, "bench"), f"#!{TEST_PYTHON}\n{self.FAKE_BENCH}")
+		self.write_executable(
+			os.path.join(self.bin_dir, "bench"), f"#!{TEST_PYTHON}\nREPO = {REPO_ROOT!r}\n{self.FAKE_BENCH}"
+		)
 		self.work_dir = os.path.join(self.root, "work")
 		self.tmp_dir = os.path.join(self.root, "tmp")
 		os.mkdir(self.tmp_dir)
@@ -960,7 +982,7 @@ class TestScriptExecution(BenchSandbox):
 			self.assertNotIn(secret, output)
 		self.assertNoInjection()
 
-	def test_same_site_restore_that_fails_puts_the_common_config_back(self):
+	def test_same_site_restore_that_fails_never_wrote_the_root_password_to_a_file(self):
 		bench = self.make_bench("frappe-bench")
 		self.make_site(bench, SITE)
 		local_dir = os.path.join(self.root, "backups")
@@ -969,19 +991,28 @@ class TestScriptExecution(BenchSandbox):
 			manifest, RestoreOptions(target_site=SITE, bench_path=bench, local_dir=local_dir)
 		)
 		result = self.run_script(
-			plan, DB_ROOT_PASSWORD=ROOT_PASSWORD, FAKE_BENCH_FAIL="restore", ALLOW_DOWNGRADE="1"
+			plan, DB_ROOT_PASSWORD=ROOT_PASSWORD, FAKE_BENCH_FAIL="restore-and-migrate", ALLOW_DOWNGRADE="1"
 		)
 		self.assertNotEqual(result.returncode, 0)
 
 		calls = self.bench_calls(bench)
-		self.assertEqual([call["argv"][2] for call in calls], ["restore"])
+		self.assertEqual([call["argv"][2:4] for call in calls], [["backup-manager", "restore-and-migrate"]])
 		self.assertEqual(calls[0]["argv"][-1], "--force")
-		self.assertTrue(calls[0]["root_password_set"])
+		# The restore command takes the password from its environment, in its own process.
+		self.assertFalse(calls[0]["root_password_set"])
+		self.assertTrue(calls[0]["root_password_in_environment"])
 		with open(os.path.join(bench, "sites", SITE, "site_config.json")) as handle:
-			self.assertEqual(json.load(handle)["maintenance_mode"], 1)
+			site_config = json.load(handle)
+		self.assertEqual(site_config["maintenance_mode"], 1)
+		self.assertEqual(site_config["encryption_key"], "a-key-from-after-the-backup")
 		with open(os.path.join(bench, "sites", "common_site_config.json")) as handle:
 			self.assertEqual(handle.read(), self.common_config)
-		self.assertIn("Restore stopped at step 6/10 (Restore the database and the files)", result.stderr)
+		self.assertEqual(
+			[name for name in os.listdir(os.path.join(bench, "sites")) if name.startswith(".")], []
+		)
+		self.assertIn(
+			"Restore stopped at step 6/7 (Restore the database and the files, then migrate)", result.stderr
+		)
 		self.assertIn("may be half-restored and stays in maintenance mode", result.stderr)
 		self.assertNotIn(ROOT_PASSWORD, result.stdout + result.stderr)
 
@@ -998,8 +1029,18 @@ class TestScriptExecution(BenchSandbox):
 		calls = self.bench_calls(bench)
 		self.assertEqual(
 			[call["argv"][2:] for call in calls],
-			[["restore", f"{local_dir}/{FILE_PREFIX}-database.sql.gz"], ["migrate"]],
+			[
+				[
+					"backup-manager",
+					"restore-and-migrate",
+					f"{local_dir}/{FILE_PREFIX}-database.sql.gz",
+					"--site-config",
+					f"{local_dir}/{FILE_PREFIX}-site_config_backup.json",
+				]
+			],
 		)
+		self.assertEqual(calls[0]["gzip_cd"], "-- dump\nCREATE TABLE `__Auth` (x int);\n")
+		self.assertNotIn(ORIGINAL_SITE_KEY, result.stdout + result.stderr)
 		for folder, name in (("public", "logo.png"), ("private", "a.pdf")):
 			self.assertTrue(os.path.isfile(os.path.join(bench, "sites", SITE, folder, "files", name)))
 		with open(os.path.join(bench, "sites", SITE, "site_config.json")) as handle:
@@ -1022,13 +1063,15 @@ class TestScriptExecution(BenchSandbox):
 			os.path.join(self.bin_dir, "tar"),
 			f'#!/bin/sh\nsleep 1\n{shlex.quote(real_tar)} "$@" && echo "fake tar: unpacked" >&2\n',
 		)
-		result = self.run_script(plan, DB_ROOT_PASSWORD=ROOT_PASSWORD, FAKE_BENCH_FAIL="restore")
+		result = self.run_script(plan, DB_ROOT_PASSWORD=ROOT_PASSWORD, FAKE_BENCH_FAIL="restore-and-migrate")
 		self.assertNotEqual(result.returncode, 0)
 		# The script said where it stopped only once both archives were unpacked: nothing of it runs on.
-		stopped = result.stderr.index("Restore stopped at step 6/10 (Restore the database and the files)")
+		stopped = result.stderr.index(
+			"Restore stopped at step 6/7 (Restore the database and the files, then migrate)"
+		)
 		self.assertEqual(result.stderr.count("fake tar: unpacked"), 2, result.stderr)
 		self.assertLess(result.stderr.rindex("fake tar: unpacked"), stopped)
-		self.assertEqual([call["argv"][2] for call in self.bench_calls(bench)], ["restore"])
+		self.assertEqual([call["argv"][3] for call in self.bench_calls(bench)], ["restore-and-migrate"])
 
 	def test_a_failed_files_restore_fails_its_step_after_the_database_restore(self):
 		bench = self.make_bench("frappe-bench")
@@ -1047,10 +1090,13 @@ class TestScriptExecution(BenchSandbox):
 		result = self.run_script(plan, DB_ROOT_PASSWORD=ROOT_PASSWORD)
 		self.assertNotEqual(result.returncode, 0)
 		self.assertIn("has an absolute path", result.stderr)
-		self.assertIn("Restore stopped at step 6/10 (Restore the database and the files)", result.stderr)
+		self.assertIn(
+			"Restore stopped at step 6/7 (Restore the database and the files, then migrate)", result.stderr
+		)
 		self.assertIn("may be half-restored and stays in maintenance mode", result.stderr)
-		# The database restore ran to its end; nothing after the step did (no migrate).
-		self.assertEqual([call["argv"][2] for call in self.bench_calls(bench)], ["restore"])
+		# The database restore and migrate ran to their end; the step failed after them, and
+		# nothing after it ran (maintenance mode stays on).
+		self.assertEqual([call["argv"][3] for call in self.bench_calls(bench)], ["restore-and-migrate"])
 		with open(os.path.join(bench, "sites", SITE, "site_config.json")) as handle:
 			self.assertEqual(json.load(handle)["maintenance_mode"], 1)
 		with open(os.path.join(bench, "sites", "common_site_config.json")) as handle:
@@ -1072,6 +1118,23 @@ class TestScriptExecution(BenchSandbox):
 		self.assertEqual(self.bench_calls(bench), [])
 		with open(os.path.join(bench, "sites", "common_site_config.json")) as handle:
 			self.assertEqual(handle.read(), self.common_config)
+
+	def test_same_site_without_a_root_password_stops_before_maintenance_mode(self):
+		bench = self.make_bench("frappe-bench")
+		self.make_site(bench, SITE)
+		local_dir = os.path.join(self.root, "backups")
+		manifest = self.make_backup(local_dir, encrypted=False)
+		plan = build_restore_plan(
+			manifest, RestoreOptions(target_site=SITE, bench_path=bench, local_dir=local_dir)
+		)
+		result = self.run_script(plan)
+		self.assertNotEqual(result.returncode, 0)
+		self.assertIn("Set DB_ROOT_PASSWORD", result.stderr)
+		self.assertIn("Restore stopped at step 4/7", result.stderr)
+		self.assertIn("Nothing in the site has changed yet", result.stderr)
+		self.assertEqual(self.bench_calls(bench), [])
+		with open(os.path.join(bench, "sites", SITE, "site_config.json")) as handle:
+			self.assertNotIn("maintenance_mode", json.load(handle))
 
 	def test_root_password_already_in_common_config_is_left_alone(self):
 		bench = self.make_bench("frappe-bench")

@@ -85,3 +85,14 @@ def describe_backup_log(name: str) -> dict:
 		"folder_on_disk": bool(log.backup_dir) and os.path.isdir(log.backup_dir),
 		"error_message": log.error_message,
 	}
+
+
+def mark_doctype_stale(doctype: str) -> str:
+	"""Make a DocType look changed since the last migrate: only a migrate on this database re-syncs it."""
+	frappe.db.set_value("DocType", doctype, "migration_hash", "stale", update_modified=False)
+	frappe.db.commit()
+	return frappe.db.get_value("DocType", doctype, "migration_hash")
+
+
+def get_migration_hash(doctype: str) -> str:
+	return frappe.db.get_value("DocType", doctype, "migration_hash")

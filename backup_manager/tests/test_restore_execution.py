@@ -9,6 +9,7 @@ import sys
 import tempfile
 
 import frappe
+from cryptography.fernet import Fernet
 
 from backup_manager import jobs
 from backup_manager.core.manifest import MANIFEST_KEY_CONFIG
@@ -190,14 +191,30 @@ class TestRestoreExecution(FrappeTestCase):
 		self.assertEqual(
 			site_command(new_site, "backup-manager", "init", "--name", "Restore Test").returncode, 0
 		)
+		# A DocType the backed-up database holds as changed since its last migrate: only a migrate
+		# of the restored database (in the restore step's own process) re-syncs it.
+		checks = "backup_manager.tests.restore_checks"
+		self.assertEqual(site_execute(new_site, f"{checks}.mark_doctype_stale", doctype="ToDo"), "stale")
 		run = site_command(new_site, "backup-manager", "run", "--policy", "Restore Test")
 		self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
 		same_site_log = run.stdout.strip().splitlines()[-1].split("\t")[0]
-		self.assertEqual(
-			site_execute(new_site, "backup_manager.tests.restore_checks.delete_markers", marker=self.marker),
-			3,
-		)
-		run_plan(new_site, same_site_log)
+		self.assertEqual(site_execute(new_site, f"{checks}.delete_markers", marker=self.marker), 3)
+		# The site's key changed after the backup: the restore must carry the backup's back, or the
+		# restored Password fields would not decrypt.
+		config_path = os.path.join(sites_path(), new_site, "site_config.json")
+		with open(config_path) as handle:
+			site_config = json.load(handle)
+		original_key = site_config["encryption_key"]
+		site_config["encryption_key"] = Fernet.generate_key().decode()
+		with open(config_path, "w") as handle:
+			json.dump(site_config, handle)
+		output = run_plan(new_site, same_site_log)
+		self.assertIn("Set in sites/" + new_site + "/site_config.json: encryption_key", output)
+		self.assertIn("Migrating " + new_site, output)
+		self.assertNotIn(original_key, output)
+		self.assertNotEqual(site_execute(new_site, f"{checks}.get_migration_hash", doctype="ToDo"), "stale")
+		with open(config_path) as handle:
+			self.assertEqual(json.load(handle)["encryption_key"], original_key)
 		self.assertEqual(
 			site_execute(
 				new_site,

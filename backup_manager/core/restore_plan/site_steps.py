@@ -19,7 +19,6 @@ from backup_manager.core.restore_plan.constants import (
 	ENV_DB_ROOT_PASSWORD,
 	ENV_ENCRYPTION_KEY,
 	FILES_RESTORE_PID,
-	SAVED_COMMON_CONFIG_PATTERN,
 	SKIP_MIGRATE_BACKUP_ENV,
 )
 from backup_manager.core.restore_plan.model import PlanStep, RestoreOptions, StepsWithWarnings
@@ -30,7 +29,12 @@ from backup_manager.core.restore_plan.program_steps import (
 	build_restore_files_step,
 	describe_files_restore,
 )
-from backup_manager.core.restore_plan.programs import DATABASE_SECRETS_SNIPPET, SITE_KEYS_SNIPPET
+from backup_manager.core.restore_plan.programs import SITE_KEYS_SNIPPET
+from backup_manager.core.restore_plan.secret_steps import (
+	build_database_secrets_step,
+	build_restore_common_config_step,
+	build_root_password_check_step,
+)
 from backup_manager.core.restore_plan.shell import in_background, run_bench_python
 
 # The shell function of the script's prelude (render.SHELL_PRELUDE) that runs a bench command
@@ -46,7 +50,7 @@ def build_site_steps(manifest: Manifest, options: RestoreOptions, paths: Resolve
 	"""From the database secrets to the cleanup, with the warnings these steps raise."""
 	half_restored = _describe_half_restored(options)
 	restore = _build_restore_steps(manifest, options, paths, half_restored)
-	finish = _build_finish_steps(options, paths, half_restored)
+	finish = _build_finish_steps(options, paths, half_restored, partial=manifest.partial)
 	return StepsWithWarnings(restore.steps + finish.steps, restore.warnings + finish.warnings)
 
 
@@ -84,24 +88,28 @@ def _build_restore_steps(
 			_build_partial_restore_step(manifest, options, paths, half_restored),
 		]
 		return result
-	result.steps.append(build_database_secrets_step(target, options.new_site))
-	if options.new_site:
-		result.steps.append(build_create_site_step(options, paths))
-	else:
+	if not options.new_site:
+		# One step restores the database and the files, carries the key and migrates
+		# (bench backup-manager restore-and-migrate); the root password never goes into a file.
 		result.steps += [
+			build_root_password_check_step(target),
 			build_maintenance_step(target, True),
 			build_restore_step(options, paths, half_restored),
 		]
-	result.steps.append(_build_restore_common_config_step())
-	# A same-site restore unpacks the files beside the database (build_restore_step); a new site's
-	# folder exists only once bench new-site has made it.
-	files_step = build_restore_files_step(options, paths, half_restored) if options.new_site else None
+		return result
+	result.steps += [
+		build_database_secrets_step(target),
+		build_create_site_step(options, paths),
+		build_restore_common_config_step(),
+	]
+	# A new site's folder exists only once bench new-site has made it: its files follow it.
+	files_step = build_restore_files_step(options, paths, half_restored)
 	if files_step:
 		result.steps.append(files_step)
 	site_keys = build_site_keys_step(options, paths, half_restored)
 	if site_keys:
 		result.steps.append(site_keys)
-	elif options.new_site:
+	else:
 		result.warnings.append(
 			"This backup has no site config file: copy encryption_key from the original site's "
 			f"site_config.json into sites/{target}/site_config.json by hand, or the passwords stored in "
@@ -111,11 +119,14 @@ def _build_restore_steps(
 
 
 def _build_finish_steps(
-	options: RestoreOptions, paths: ResolvedPaths, half_restored: str
+	options: RestoreOptions, paths: ResolvedPaths, half_restored: str, *, partial: bool
 ) -> StepsWithWarnings:
 	"""Migrate, put the site back in service, restart production, delete the decrypted copies."""
 	target = options.target_site
-	result = StepsWithWarnings(steps=[_build_migrate_step(target, half_restored)])
+	result = StepsWithWarnings()
+	if options.new_site or partial:
+		# A full same-site restore migrated in its restore step.
+		result.steps.append(_build_migrate_step(target, half_restored))
 	if not options.new_site:
 		result.steps.append(build_maintenance_step(target, False))
 	elif options.enable_scheduler:
@@ -131,34 +142,6 @@ def _build_finish_steps(
 	if paths.decrypt or paths.links:
 		result.steps.append(_build_cleanup_step(paths))
 	return result
-
-
-def build_database_secrets_step(target: str, new_site: bool) -> PlanStep:
-	"""Put the database root password where Frappe reads it, the original file saved."""
-	command = "new-site" if new_site else "restore"
-	return PlanStep(
-		key="database_secrets",
-		title="Hand the database root password to Frappe without a command line",
-		explanation=(
-			f"bench {command} needs the database root password. Frappe reads it from {COMMON_CONFIG_PATH} when "
-			f"no flag is given, so the original file is saved (with its mode), ${ENV_DB_ROOT_PASSWORD} is added "
-			"to it unless it already has root_password (the file is replaced atomically and is readable only by "
-			"the bench user while it holds it), and the original is put back right after the database is "
-			"restored (on exit if a step fails, by the next run if this one is killed). Nothing is added when "
-			"the file already holds it."
-		),
-		commands=[
-			# The saved copy keeps the original's mode (it holds nothing the original did not) and goes
-			# back with an atomic rename; a killed run's copy is put back by the next run's first step.
-			f"COMMON_CONFIG_ORIGINAL=$(mktemp {SAVED_COMMON_CONFIG_PATTERN[:-1]}XXXXXX)",
-			f'cp -p {COMMON_CONFIG_PATH} "$COMMON_CONFIG_ORIGINAL"',
-			run_bench_python([target, "1" if new_site else "0"], DATABASE_SECRETS_SNIPPET),
-		],
-		on_failure=(
-			f"Nothing in the site has changed yet. Set {ENV_DB_ROOT_PASSWORD} (or put root_password in "
-			f"{COMMON_CONFIG_PATH}) and run the plan again."
-		),
-	)
 
 
 def build_create_site_step(options: RestoreOptions, paths: ResolvedPaths) -> PlanStep:
@@ -185,31 +168,50 @@ def build_create_site_step(options: RestoreOptions, paths: ResolvedPaths) -> Pla
 
 
 def build_restore_step(options: RestoreOptions, paths: ResolvedPaths, half_restored: str) -> PlanStep:
-	"""bench restore of the database only, with the file archives unpacked by plain tar beside it."""
+	"""bench restore + key + bench migrate in one process, the file archives unpacked by plain tar beside it."""
 	target = options.target_site
+	config_path = paths.restore_paths.get(SITE_CONFIG)
 	arguments = [
 		"bench",
 		"--site",
 		target,
-		"restore",
+		"backup-manager",
+		"restore-and-migrate",
 		paths.restore_paths[DATABASE],
+		*(["--site-config", config_path] if config_path else []),
 		*_get_root_flags(options),
 	]
 	database = FAST_GUNZIP + shlex.join(arguments) + f" ${{{ENV_ALLOW_DOWNGRADE}:+--force}} </dev/null"
 	explanation = (
-		f"Drops and re-creates the database of {target} from the dump. Its input is /dev/null, so a prompt "
+		f"Runs Frappe's own bench restore (the database only) and then bench migrate on {target}, one "
+		"after the other in one bench process instead of two: the same two commands, without starting "
+		"bench and importing Frappe a second time. bench restore drops and re-creates the database from "
+		"the dump"
+		+ (
+			"; between the two, the original site's encryption_key is copied from the backup's site config "
+			f"into sites/{target}/site_config.json without being printed (Password fields in the restored "
+			"database are encrypted with it, and the migrate must read them). Other keys of the original "
+			"config are listed by name only, for you to review"
+			if config_path
+			else ""
+		)
+		+ ". The migrate brings the restored database up to the code in this bench (patches, schema, "
+		"fixtures); it needs Redis running, and Backup Manager's backup before migrate is skipped (it would "
+		"only copy the backup just restored). The database root password comes from the site or common "
+		f"config, else from ${ENV_DB_ROOT_PASSWORD} inside the process. Its input is /dev/null, so a prompt "
 		"stops it instead of waiting: Frappe asks before restoring a backup of a newer Frappe; set "
-		f"{ENV_ALLOW_DOWNGRADE}=1 to pass --force and go on anyway. " + FAST_GUNZIP_NOTE
+		f"{ENV_ALLOW_DOWNGRADE}=1 to pass --force and go on anyway. {FAST_GUNZIP_NOTE}"
 	)
-	title, commands = "Restore the database", [database]
+	title, commands = "Restore the database, then migrate", [database]
 	files = build_restore_files_command(options, paths)
 	if files:
-		title = "Restore the database and the files"
+		title = "Restore the database and the files, then migrate"
 		explanation += (
 			" The file archives are unpacked by the plan's own program, not by bench restore (which first "
 			"copies each archive into the site), started in the background before the database restore and "
-			"waited for after it: neither reads what the other writes, and the site is in maintenance mode. "
-			f"{describe_files_restore(target)} If either fails, the step fails once both have ended."
+			"waited for after the migrate: neither reads what the other writes, and the site is in "
+			f"maintenance mode. {describe_files_restore(target)} If either fails, the step fails once both "
+			"have ended."
 		)
 		commands = [
 			in_background(files),
@@ -219,7 +221,12 @@ def build_restore_step(options: RestoreOptions, paths: ResolvedPaths, half_resto
 			f"{FILES_RESTORE_PID}=",
 		]
 	return PlanStep(
-		key="restore", title=title, explanation=explanation, commands=commands, on_failure=half_restored
+		key="restore",
+		title=title,
+		explanation=explanation,
+		commands=commands,
+		on_failure=half_restored
+		+ " If the migrate failed (a patch), fix it and run bench migrate again, or run the plan again.",
 	)
 
 
@@ -242,26 +249,6 @@ def _build_partial_restore_step(
 			+ " </dev/null"
 		],
 		on_failure=half_restored,
-	)
-
-
-def _build_restore_common_config_step() -> PlanStep:
-	return PlanStep(
-		key="restore_common_config",
-		title="Put back sites/common_site_config.json",
-		explanation=(
-			"The database root password is no longer needed: the original file goes back. The shell "
-			"script also does this on exit if a step fails."
-		),
-		commands=[
-			f'mv -f -- "$COMMON_CONFIG_ORIGINAL" {COMMON_CONFIG_PATH}',
-			"COMMON_CONFIG_ORIGINAL=",
-		],
-		on_failure=(
-			f"Move the saved original ({SAVED_COMMON_CONFIG_PATTERN}) back to {COMMON_CONFIG_PATH} "
-			"(mv -f): the current file still holds the database root password. Running the plan again also "
-			"puts it back."
-		),
 	)
 
 

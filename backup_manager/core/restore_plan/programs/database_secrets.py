@@ -3,7 +3,11 @@ import os
 import sys
 import tempfile
 
-site, new_site = sys.argv[1], sys.argv[2] == "1"
+# database_secrets.py SITE MODE: MODE "1" (bench new-site) writes root_password into the common
+# config when neither config has it; "check" (this site: bench backup-manager restore-and-migrate
+# hands $DB_ROOT_PASSWORD to Frappe's restore in its own process) only checks that it is at hand.
+site, mode = sys.argv[1], sys.argv[2]
+new_site = mode == "1"
 common_config_path = os.path.join("sites", "common_site_config.json")
 with open(common_config_path) as handle:
 	common_config = json.load(handle)
@@ -21,9 +25,14 @@ if not (common_config.get("root_password") or site_config.get("root_password")):
 			"Set DB_ROOT_PASSWORD to the database root password "
 			"(or put root_password in sites/common_site_config.json), then run the plan again."
 		)
+	if mode == "check":
+		print("The restore takes the database root password from DB_ROOT_PASSWORD, in its own process.")
+		sys.exit(0)
 	common_config["root_password"] = root_password
 	added.append("root_password")
-if added:
+if mode == "check":
+	print("The site or common config holds the database root password the restore needs.")
+elif added:
 	# Written to a 0600 temporary file in the same folder, then renamed over the original: never
 	# half-written, and the passwords are never in a file other users can read. The original (and
 	# its mode) comes back from the saved copy after the restore.
