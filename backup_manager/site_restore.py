@@ -24,10 +24,13 @@ class SiteRestoreError(frappe.ValidationError):
 
 def get_frappe_command(name: str) -> click.Command:
 	"""Frappe's own click command `name` (what `bench --site SITE <name>` runs), wherever Frappe keeps it."""
-	from frappe.commands import get_commands
+	import frappe.commands
 
-	for command in get_commands():
-		if command.name == name:
+	# Frappe 15 lists its commands with get_commands(); fall back to the module's list if it moves.
+	get_commands = getattr(frappe.commands, "get_commands", None)
+	commands = get_commands() if get_commands else getattr(frappe.commands, "commands", [])
+	for command in commands:
+		if getattr(command, "name", None) == name:
 			return command
 	raise SiteRestoreError(
 		_("This Frappe has no bench command {0}: run bench restore and bench migrate by hand.").format(name)

@@ -204,7 +204,7 @@ class TestRestoreGuideInBrowser(FrappeTestCase):
 		self.assertIn("Restore the database", page)
 		self.assertIn("Restore the database and the files", page)
 		self.assertIn("started in the background before the database restore", page)
-		self.assertIn(f"bench --site {frappe.local.site} restore", page)
+		self.assertIn(f"bench --site {frappe.local.site} backup-manager restore-and-migrate", page)
 		self.assertIn("Verify the backup files", page)
 		self.assertIn("frappe", self.browser.find_element(By.CSS_SELECTOR, ".app-checks").text)
 		self.browser.save_screenshot(os.path.join(SCREENSHOT, "restore-guide.png"))
@@ -241,7 +241,7 @@ class TestRestoreGuideInBrowser(FrappeTestCase):
 		password = self.make_login("bm-browser-admin@example.com", ["System Manager"])
 		self.log_in("bm-browser-admin@example.com", password)
 		self.browser.get(f"{self.base_url}/app/backup-restore-guide?backup_log={log.name}")
-		self.wait_for_guide_showing(f"bench --site {frappe.local.site} restore")
+		self.wait_for_guide_showing(f"bench --site {frappe.local.site} backup-manager restore-and-migrate")
 		self.browser.execute_script(RECORD_DOWNLOADS_JS)
 
 		# Download Script saves the script of the options shown, each time they change.

@@ -159,7 +159,13 @@ def _list_env_vars(
 				ENV_DB_ROOT_PASSWORD,
 				False,
 				"Database root password. Needed unless root_password is already in "
-				f"{COMMON_CONFIG_PATH}; it is put there only while bench needs it, then the original file is put back.",
+				+ (
+					f"{COMMON_CONFIG_PATH}; it is put there only while bench new-site needs it, then the "
+					"original file is put back."
+					if options.new_site
+					else f"{COMMON_CONFIG_PATH} or the site's config; the restore step hands it to Frappe's "
+					"restore inside its own process, never through a file."
+				),
 			)
 		)
 	if not manifest.partial:

@@ -288,7 +288,7 @@ class BackupRestoreGuide {
 					"Run every command from the bench folder, as the bench user. Never interrupt a restore; if a step fails, follow its note and start again. The downloaded script runs every step in order; commands naming require_decrypted or with_fast_gunzip use helpers defined at its top, so paste that part first when you run steps by hand."
 				)}</p>
 				<p class="small text-muted restore-guide-fast-path">${__(
-					"These steps give the same site as bench new-site, bench restore with both file archives and bench migrate, in less time: a new site is created straight from the dump (bench new-site --source-sql, the call bench restore itself makes, without a blank install first), the file archives are unpacked with plain tar after every member is checked, and each file is verified once against the manifest (not again after a download that verified it). Each step says what it replaces."
+					"These steps give the same site as bench new-site, bench restore with both file archives and bench migrate, in less time: a new site is created straight from the dump (bench new-site --source-sql, the call bench restore itself makes, without a blank install first), the same site is restored and migrated by Frappe's own restore and migrate commands in one bench process, the file archives are unpacked with plain tar after every member is checked, and each file is verified once against the manifest (not again after a download that verified it). Each step says what it replaces."
 				)}</p>
 			</div>
 			<div class="restore-steps">${steps}</div>
