@@ -906,6 +906,17 @@ if os.environ.get("FAKE_BENCH_KILL") in (command,):
 			[BASH, script], cwd=self.root, env=env, capture_output=True, text=True, timeout=120
 		)
 
+	def make_same_site_plan(self):
+		"""A bench with the site, a local unencrypted backup of it, and the plan restoring it there."""
+		bench = self.make_bench("frappe-bench")
+		self.make_site(bench, SITE)
+		local_dir = os.path.join(self.root, "backups")
+		manifest = self.make_backup(local_dir, encrypted=False)
+		plan = build_restore_plan(
+			manifest, RestoreOptions(target_site=SITE, bench_path=bench, local_dir=local_dir)
+		)
+		return bench, local_dir, plan
+
 	def bench_calls(self, bench: str) -> list[dict]:
 		path = os.path.join(bench, "bench-calls.jsonl")
 		if not os.path.exists(path):
@@ -983,13 +994,7 @@ class TestScriptExecution(BenchSandbox):
 		self.assertNoInjection()
 
 	def test_same_site_restore_that_fails_never_wrote_the_root_password_to_a_file(self):
-		bench = self.make_bench("frappe-bench")
-		self.make_site(bench, SITE)
-		local_dir = os.path.join(self.root, "backups")
-		manifest = self.make_backup(local_dir, encrypted=False)
-		plan = build_restore_plan(
-			manifest, RestoreOptions(target_site=SITE, bench_path=bench, local_dir=local_dir)
-		)
+		bench, local_dir, plan = self.make_same_site_plan()
 		result = self.run_script(
 			plan, DB_ROOT_PASSWORD=ROOT_PASSWORD, FAKE_BENCH_FAIL="restore-and-migrate", ALLOW_DOWNGRADE="1"
 		)
@@ -1017,13 +1022,7 @@ class TestScriptExecution(BenchSandbox):
 		self.assertNotIn(ROOT_PASSWORD, result.stdout + result.stderr)
 
 	def test_same_site_restore_carries_a_changed_encryption_key_and_ends_maintenance(self):
-		bench = self.make_bench("frappe-bench")
-		self.make_site(bench, SITE)
-		local_dir = os.path.join(self.root, "backups")
-		manifest = self.make_backup(local_dir, encrypted=False)
-		plan = build_restore_plan(
-			manifest, RestoreOptions(target_site=SITE, bench_path=bench, local_dir=local_dir)
-		)
+		bench, local_dir, plan = self.make_same_site_plan()
 		result = self.run_script(plan, DB_ROOT_PASSWORD=ROOT_PASSWORD)
 		self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 		calls = self.bench_calls(bench)
@@ -1120,13 +1119,7 @@ class TestScriptExecution(BenchSandbox):
 			self.assertEqual(handle.read(), self.common_config)
 
 	def test_same_site_without_a_root_password_stops_before_maintenance_mode(self):
-		bench = self.make_bench("frappe-bench")
-		self.make_site(bench, SITE)
-		local_dir = os.path.join(self.root, "backups")
-		manifest = self.make_backup(local_dir, encrypted=False)
-		plan = build_restore_plan(
-			manifest, RestoreOptions(target_site=SITE, bench_path=bench, local_dir=local_dir)
-		)
+		bench, local_dir, plan = self.make_same_site_plan()
 		result = self.run_script(plan)
 		self.assertNotEqual(result.returncode, 0)
 		self.assertIn("Set DB_ROOT_PASSWORD", result.stderr)

@@ -14,6 +14,11 @@ from backup_manager.core.restore_plan.model import PlanStep
 from backup_manager.core.restore_plan.programs import DATABASE_SECRETS_SNIPPET
 from backup_manager.core.restore_plan.shell import run_bench_python
 
+NO_ROOT_PASSWORD_YET = (
+	f"Nothing in the site has changed yet. Set {ENV_DB_ROOT_PASSWORD} (or put root_password in "
+	f"{COMMON_CONFIG_PATH}) and run the plan again."
+)
+
 
 def build_root_password_check_step(target: str) -> PlanStep:
 	"""Before anything changes: the same-site restore will find the database root password."""
@@ -27,10 +32,7 @@ def build_root_password_check_step(target: str) -> PlanStep:
 			"never on a command line, never in a file. This checks that one of them holds it."
 		),
 		commands=[run_bench_python([target, "check"], DATABASE_SECRETS_SNIPPET)],
-		on_failure=(
-			f"Nothing in the site has changed yet. Set {ENV_DB_ROOT_PASSWORD} (or put root_password in "
-			f"{COMMON_CONFIG_PATH}) and run the plan again."
-		),
+		on_failure=NO_ROOT_PASSWORD_YET,
 	)
 
 
@@ -40,7 +42,7 @@ def build_database_secrets_step(target: str) -> PlanStep:
 		key="database_secrets",
 		title="Hand the database root password to Frappe without a command line",
 		explanation=(
-			"bench new-site needs the database root password. Frappe reads it from {COMMON_CONFIG_PATH} when "
+			f"bench new-site needs the database root password. Frappe reads it from {COMMON_CONFIG_PATH} when "
 			f"no flag is given, so the original file is saved (with its mode), ${ENV_DB_ROOT_PASSWORD} is added "
 			"to it unless it already has root_password (the file is replaced atomically and is readable only by "
 			"the bench user while it holds it), and the original is put back right after the database is "
@@ -54,10 +56,7 @@ def build_database_secrets_step(target: str) -> PlanStep:
 			f'cp -p {COMMON_CONFIG_PATH} "$COMMON_CONFIG_ORIGINAL"',
 			run_bench_python([target, "1"], DATABASE_SECRETS_SNIPPET),
 		],
-		on_failure=(
-			f"Nothing in the site has changed yet. Set {ENV_DB_ROOT_PASSWORD} (or put root_password in "
-			f"{COMMON_CONFIG_PATH}) and run the plan again."
-		),
+		on_failure=NO_ROOT_PASSWORD_YET,
 	)
 
 
