@@ -255,13 +255,16 @@ def _build_partial_restore_step(
 def build_site_keys_step(
 	options: RestoreOptions, paths: ResolvedPaths, half_restored: str
 ) -> PlanStep | None:
-	"""Copy the original site's encryption_key into the restored site; None without a site config."""
+	"""Copy the original site's keys into the new site; None without a site config.
+
+	A same-site restore runs the same program inside bench backup-manager restore-and-migrate.
+	"""
 	config_path = paths.restore_paths.get(SITE_CONFIG)
 	if not config_path:
 		return None
 	target = options.target_site
-	carry_backup_key = options.new_site and bool(paths.decrypt)
-	arguments = [config_path, target, "1" if carry_backup_key else "0", "1" if options.new_site else "0"]
+	carry_backup_key = bool(paths.decrypt)
+	arguments = [config_path, target, "1" if carry_backup_key else "0", "1"]
 	return PlanStep(
 		key="site_keys",
 		title="Carry the original site's encryption key",
@@ -274,13 +277,9 @@ def build_site_keys_step(
 				if carry_backup_key
 				else ""
 			)
-			+ (
-				f", and ${ENV_MANIFEST_KEY} (if set) as {MANIFEST_KEY_CONFIG}, so the new site can verify and "
-				"prune the same offsite backups"
-				if options.new_site
-				else ""
-			)
-			+ ". Other keys of the original config are listed by name only, for you to review."
+			+ f", and ${ENV_MANIFEST_KEY} (if set) as {MANIFEST_KEY_CONFIG}, so the new site can verify and "
+			"prune the same offsite backups. Other keys of the original config are listed by name only, for "
+			"you to review."
 		),
 		commands=[run_bench_python(arguments, SITE_KEYS_SNIPPET)],
 		on_failure=half_restored,

@@ -7,13 +7,15 @@ import tempfile
 # config when neither config has it; "check" (this site: bench backup-manager restore-and-migrate
 # hands $DB_ROOT_PASSWORD to Frappe's restore in its own process) only checks that it is at hand.
 site, mode = sys.argv[1], sys.argv[2]
-new_site = mode == "1"
+if mode not in ("1", "check"):
+	sys.exit(f"Unknown mode {mode!r}: 1 (a new site) or check (this site).")
+check_only = mode == "check"
 common_config_path = os.path.join("sites", "common_site_config.json")
 with open(common_config_path) as handle:
 	common_config = json.load(handle)
 site_config = {}
 site_config_path = os.path.join("sites", site, "site_config.json")
-if not new_site and os.path.isfile(site_config_path):
+if check_only and os.path.isfile(site_config_path):
 	with open(site_config_path) as handle:
 		site_config = json.load(handle)
 
@@ -25,12 +27,12 @@ if not (common_config.get("root_password") or site_config.get("root_password")):
 			"Set DB_ROOT_PASSWORD to the database root password "
 			"(or put root_password in sites/common_site_config.json), then run the plan again."
 		)
-	if mode == "check":
+	if check_only:
 		print("The restore takes the database root password from DB_ROOT_PASSWORD, in its own process.")
 		sys.exit(0)
 	common_config["root_password"] = root_password
 	added.append("root_password")
-if mode == "check":
+if check_only:
 	print("The site or common config holds the database root password the restore needs.")
 elif added:
 	# Written to a 0600 temporary file in the same folder, then renamed over the original: never
